@@ -1,0 +1,276 @@
+/* The switchboard command: a table of subcommands (serve, config check, version, help). */
+#include <event2/thread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/backend.h"
+#include "config/config.h"
+#include "http/http.h"
+
+#ifndef SB_VERSION
+#define SB_VERSION "0.1.0"
+#endif
+#ifndef SB_LLAMA_CPP_TAG
+#define SB_LLAMA_CPP_TAG "unknown"
+#endif
+
+/* Exit statuses: 0 success, 1 a failure while running, 2 bad usage, configuration or model. */
+enum { EXIT_RUNTIME = 1, EXIT_SETUP = 2 };
+
+struct command {
+    const char *name;     /* first word */
+    const char *sub;      /* second word, or NULL */
+    const char *usage;    /* arguments, for help */
+    const char *summary;  /* one line, for help */
+    int (*run)(int argc, char **argv); /* argv[0] is the first argument after the command words */
+};
+
+static int cmd_serve(int argc, char **argv);
+static int cmd_config_check(int argc, char **argv);
+static int cmd_config_default(int argc, char **argv);
+static int cmd_version(int argc, char **argv);
+static int cmd_help(int argc, char **argv);
+
+static const struct command commands[] = {
+    {"serve", NULL, "[--config FILE] [--port N] [--log-level LEVEL]",
+     "serve the configured models over HTTP (the built-in default without --config)", cmd_serve},
+    {"config", "check", "FILE", "validate a configuration file and print what it declares",
+     cmd_config_check},
+    {"config", "default", "", "print the built-in default configuration", cmd_config_default},
+    {"version", NULL, "", "print the version and the llama.cpp release", cmd_version},
+    {"help", NULL, "", "print this help", cmd_help},
+};
+
+/* ---------------------------------------------------------------------------------------------
+ * Options
+ * ------------------------------------------------------------------------------------------- */
+struct serve_opts {
+    const char *config;
+    const char *log_level;
+    int port; /* -1 = the config's */
+};
+
+/* Parses serve's options; returns 0 or prints what is wrong and returns EXIT_SETUP. */
+static int parse_serve_opts(int argc, char **argv, struct serve_opts *o)
+{
+    *o = (struct serve_opts){NULL, NULL, -1};
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(arg, "--config") == 0 && val) {
+            o->config = val;
+        } else if (strcmp(arg, "--log-level") == 0 && val) {
+            o->log_level = val;
+        } else if (strcmp(arg, "--port") == 0 && val) {
+            char *end;
+            long p = strtol(val, &end, 10);
+            if (*end != '\0' || p < 0 || p > 65535) {
+                fprintf(stderr, "switchboard: --port takes a number from 0 to 65535, got \"%s\"\n", val);
+                return EXIT_SETUP;
+            }
+            o->port = (int)p;
+        } else {
+            fprintf(stderr, "switchboard: serve: unknown or incomplete option \"%s\" (see switchboard help)\n", arg);
+            return EXIT_SETUP;
+        }
+        i++;
+    }
+    return 0;
+}
+
+/* Loads the config (a file, or the built-in default) and resolves its model paths. Prints the
+ * problems and returns NULL on failure. The caller frees the result with sb_config_free. */
+static struct sb_config *load_config(const char *path)
+{
+    struct sb_buf errors;
+    sb_buf_init(&errors, 1 << 20);
+    struct sb_config *cfg = NULL;
+    int rc = path ? sb_config_load_file(path, &cfg, &errors) : sb_config_load_default(&cfg, &errors);
+    if (rc == 0)
+        rc = sb_config_resolve_models(cfg, &errors);
+    if (rc != 0) {
+        fprintf(stderr, "%s", errors.len ? errors.p : sb_strerror(rc));
+        if (errors.len == 0 || errors.p[errors.len - 1] != '\n')
+            fputc('\n', stderr);
+        sb_config_free(cfg);
+        cfg = NULL;
+    }
+    sb_buf_free(&errors);
+    return cfg;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * serve
+ * ------------------------------------------------------------------------------------------- */
+static void free_backends(struct sb_backend **backends, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sb_backend_free(backends[i]);
+    free(backends);
+}
+
+/* Creates one backend per configured model. Prints the failure and returns NULL if any fails. */
+static struct sb_backend **create_backends(const struct sb_config *cfg)
+{
+    struct sb_backend **backends = calloc(cfg->n_models ? cfg->n_models : 1, sizeof(*backends));
+    if (backends == NULL)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_models; i++) {
+        const struct sb_model_config *m = &cfg->models[i];
+        const struct sb_backend_ops *ops = sb_backend_find_ops(m->backend);
+        char err[1024] = "";
+        if (ops == NULL) {
+            fprintf(stderr, "switchboard: model \"%s\": unknown backend \"%s\"\n", m->name, m->backend);
+            goto fail;
+        }
+        int rc = ops->create(m, &backends[i], err, sizeof(err));
+        if (rc != 0) {
+            fprintf(stderr, "switchboard: model \"%s\" could not be loaded: %s\n", m->name,
+                    err[0] ? err : sb_strerror(rc));
+            goto fail;
+        }
+        struct sb_backend_info info;
+        sb_backend_info(backends[i], &info);
+        fprintf(stderr, "switchboard: model %s (%s) loaded from %s, context %lld tokens\n", m->name,
+                info.kind, m->path ? m->path : "-", (long long)info.n_ctx);
+    }
+    return backends;
+fail:
+    free_backends(backends, cfg->n_models);
+    return NULL;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    struct serve_opts o;
+    int rc = parse_serve_opts(argc, argv, &o);
+    if (rc != 0)
+        return rc;
+    struct sb_config *cfg = load_config(o.config);
+    if (cfg == NULL)
+        return EXIT_SETUP;
+    enum sb_log_level level;
+    const char *level_name = o.log_level ? o.log_level : cfg->log_level;
+    if (level_name && sb_log_parse_level(level_name, &level) == 0) {
+        sb_log_set_level(level);
+    } else if (level_name) {
+        fprintf(stderr, "switchboard: unknown log level \"%s\" (debug, info, warn, error)\n", level_name);
+        sb_config_free(cfg);
+        return EXIT_SETUP;
+    }
+    if (o.port >= 0)
+        cfg->listen.port = o.port;
+
+    int status = EXIT_SETUP;
+    struct sb_server *server = NULL;
+    struct sb_backend **backends = create_backends(cfg);
+    if (backends == NULL)
+        goto done;
+    char err[512] = "";
+    if (sb_server_new(cfg, backends, cfg->n_models, &server, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: cannot listen on %s:%d: %s\n", cfg->listen.host, cfg->listen.port, err);
+        goto done;
+    }
+    /* Tests and scripts wait for this exact line to learn the port. */
+    fprintf(stderr, "switchboard: listening on http://%s:%d\n", cfg->listen.host, sb_server_port(server));
+    status = sb_server_run(server) == 0 ? 0 : EXIT_RUNTIME;
+    fprintf(stderr, "switchboard: stopped\n");
+done:
+    sb_server_free(server);
+    if (backends)
+        free_backends(backends, cfg->n_models);
+    sb_config_free(cfg);
+    return status;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * config check / config default / version / help
+ * ------------------------------------------------------------------------------------------- */
+static int cmd_config_check(int argc, char **argv)
+{
+    if (argc != 1) {
+        fprintf(stderr, "usage: switchboard config check FILE\n");
+        return EXIT_SETUP;
+    }
+    struct sb_config *cfg = load_config(argv[0]);
+    if (cfg == NULL)
+        return EXIT_SETUP;
+    struct sb_buf out;
+    sb_buf_init(&out, 1 << 20);
+    sb_config_print_summary(cfg, &out);
+    printf("%s: ok\n%s", argv[0], out.len ? out.p : "");
+    sb_buf_free(&out);
+    sb_config_free(cfg);
+    return 0;
+}
+
+static int cmd_config_default(int argc, char **argv)
+{
+    SB_UNUSED(argc);
+    SB_UNUSED(argv);
+    fputs(sb_config_default_text(), stdout);
+    return 0;
+}
+
+static int cmd_version(int argc, char **argv)
+{
+    SB_UNUSED(argc);
+    SB_UNUSED(argv);
+    printf("switchboard %s (llama.cpp %s)\n", SB_VERSION, SB_LLAMA_CPP_TAG);
+    return 0;
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    SB_UNUSED(argc);
+    SB_UNUSED(argv);
+    printf("switchboard: a local-first LLM gateway\n\nusage:\n");
+    for (size_t i = 0; i < SB_ARRAY_LEN(commands); i++) {
+        const struct command *c = &commands[i];
+        char words[64];
+        snprintf(words, sizeof(words), "%s%s%s", c->name, c->sub ? " " : "", c->sub ? c->sub : "");
+        printf("  switchboard %s %s\n      %s\n", words, c->usage, c->summary);
+    }
+    return 0;
+}
+
+/* Finds the command named by argv's first one or two words; sets *used to how many it took. */
+static const struct command *find_command(int argc, char **argv, int *used)
+{
+    for (size_t i = 0; i < SB_ARRAY_LEN(commands); i++) {
+        const struct command *c = &commands[i];
+        if (argc < 1 || strcmp(argv[0], c->name) != 0)
+            continue;
+        if (c->sub == NULL) {
+            *used = 1;
+            return c;
+        }
+        if (argc >= 2 && strcmp(argv[1], c->sub) == 0) {
+            *used = 2;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    /* A client that goes away must not kill the server with SIGPIPE: writes fail with EPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+    /* Engine threads wake I/O loops with event_active, which needs libevent's locking on. */
+    if (evthread_use_pthreads() != 0) {
+        fprintf(stderr, "switchboard: libevent has no pthreads support\n");
+        return EXIT_RUNTIME;
+    }
+    int used = 0;
+    const struct command *c = find_command(argc - 1, argv + 1, &used);
+    if (c == NULL) {
+        if (argc > 1)
+            fprintf(stderr, "switchboard: unknown command \"%s\"\n\n", argv[1]);
+        cmd_help(0, NULL);
+        return argc > 1 ? EXIT_SETUP : 0;
+    }
+    return c->run(argc - 1 - used, argv + 1 + used);
+}

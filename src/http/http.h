@@ -1,0 +1,25 @@
+/* The HTTP server: libevent evhttp on an I/O loop, a table of routes, request limits, and the
+ * bridge between a codec, a backend and the client's connection (streaming included). */
+#ifndef SB_HTTP_H
+#define SB_HTTP_H
+
+#include "backend/backend.h"
+#include "config/config.h"
+
+struct sb_server;
+
+/* Binds the listener from cfg->listen. backends[i] serves cfg->models[i]; both arrays are
+ * borrowed and must outlive the server. Returns 0 and *out, or a negative code with a message in
+ * err (e.g. the address is in use). */
+int sb_server_new(const struct sb_config *cfg, struct sb_backend **backends, size_t n_backends,
+                  struct sb_server **out, char *err, size_t err_size);
+/* The port actually bound (useful when the config asked for port 0). */
+int sb_server_port(const struct sb_server *s);
+/* Runs the loop until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish
+ * (cancelling them after a grace period), and returns 0. */
+int sb_server_run(struct sb_server *s);
+/* Asks a running server to stop, as SIGTERM would. Thread-safe. */
+void sb_server_stop(struct sb_server *s);
+void sb_server_free(struct sb_server *s);
+
+#endif
