@@ -1,19 +1,29 @@
 # Switchboard build. `make run` serves, `make test` tests; both install what is missing first.
 #
-#   make [MODE=debug|release] [BUILD=dir]   build build/switchboard (default: debug into build/)
-#   make run                                build, then serve the default configuration
+#   make [MODE=debug|release] [BUILD=dir]   build BUILD/switchboard (default: build/debug)
+#   make run [ARGS="--config FILE"]         build the release binary, then serve
 #   make test                               build, run unit and integration tests; last line "N passed, N failed"
 #   make check                              clang-format, cppcheck and the banned-function grep
 #   make LLAMA_CUDA=1                       link llama.cpp built with its CUDA backend (needs nvcc)
 
 MODE ?= debug
-BUILD ?= build
+BUILD ?= build/$(MODE)
 LLAMA_CUDA ?= 0
 export LLAMA_CUDA
 
+# Quiet by default; `make V=1` shows the full commands.
+V ?= 0
+ifeq ($(V),0)
+  Q := @
+  say = @printf '  %-6s %s\n' $(1) $(2)
+else
+  Q :=
+  say =
+endif
+
 CC ?= cc
 CXX ?= c++
-PKGS := libevent libevent_pthreads jansson yaml-0.1
+PKGS := libevent libevent_pthreads jansson yaml-0.1 libcurl openssl zlib sqlite3
 
 # The dependency step runs once per build folder; deps.sh is quick when everything is there.
 DEPS_STAMP := $(BUILD)/.deps-$(LLAMA_CUDA)
@@ -63,11 +73,13 @@ deps: $(DEPS_STAMP)
 # Sub-makes see the prefix the dependency step wrote.
 $(BUILD)/obj/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) -I$(LLAMA_PREFIX)/include $(shell pkg-config --cflags $(PKGS)) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CC,$<)
+	$(Q)$(CC) $(CPPFLAGS) -I$(LLAMA_PREFIX)/include $(shell pkg-config --cflags $(PKGS)) $(CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/%.o: %.cpp | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CXX) $(CPPFLAGS) -I$(LLAMA_PREFIX)/include -I$(LLAMA_PREFIX)/src/common -I$(LLAMA_PREFIX)/src/vendor $(CXXFLAGS) -MMD -MP -c $< -o $@
+	$(call say,CXX,$<)
+	$(Q)$(CXX) $(CPPFLAGS) -I$(LLAMA_PREFIX)/include -I$(LLAMA_PREFIX)/src/common -I$(LLAMA_PREFIX)/src/vendor $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 # The default configuration is compiled into the binary from config/default.yaml.
 $(BUILD)/gen/default_config.c: config/default.yaml scripts/embed.sh
@@ -75,24 +87,34 @@ $(BUILD)/gen/default_config.c: config/default.yaml scripts/embed.sh
 	scripts/embed.sh sb__default_config_text $< > $@
 $(BUILD)/obj/gen/default_config.o: $(BUILD)/gen/default_config.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BIN): $(OBJ)
-	$(CXX) $(LDOPT) -o $@ $(OBJ) $(LDLIBS)
+	$(call say,LINK,$@)
+	$(Q)$(CXX) $(LDOPT) -o $@ $(OBJ) $(LDLIBS)
 
 $(BUILD)/unit-tests: $(LIB_OBJ) $(TEST_OBJ)
-	$(CXX) $(LDOPT) -o $@ $(LIB_OBJ) $(TEST_OBJ) $(LDLIBS) -lcriterion
+	$(call say,LINK,$@)
+	$(Q)$(CXX) $(LDOPT) -o $@ $(LIB_OBJ) $(TEST_OBJ) $(LDLIBS) -lcriterion
 
-run: $(BIN)
-	$(BIN) serve $(ARGS)
+# Serving wants the optimized build; tests want the sanitizers of the debug one.
+run:
+	$(MAKE) --no-print-directory MODE=release BUILD=build/release all
+	build/release/switchboard serve $(ARGS)
 
-test: $(BIN) $(BUILD)/unit-tests
+# The integration tests drive the server with the official SDKs, pinned in package-lock.json.
+node_modules/.installed: package.json package-lock.json | $(DEPS_STAMP)
+	$(call say,NPM,ci)
+	$(Q)npm ci --no-audit --no-fund --silent
+	@touch $@
+
+test: $(BIN) $(BUILD)/unit-tests node_modules/.installed
 	@scripts/test.sh $(BUILD)
 
 test-unit: $(BUILD)/unit-tests
 	$(BUILD)/unit-tests
 
-test-integration: $(BIN)
+test-integration: $(BIN) node_modules/.installed
 	SWITCHBOARD_BIN=$(BIN) node --test tests/integration/
 
 check:
@@ -102,6 +124,6 @@ format:
 	clang-format -i $(SRC_C) $(shell find src tests -name '*.h') $(TEST_C)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf build
 
 -include $(OBJ:.o=.d) $(TEST_OBJ:.o=.d)

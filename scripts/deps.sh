@@ -27,7 +27,7 @@ log() { printf 'deps: %s\n' "$*" >&2; }
 packages=(
   build-essential pkg-config cmake git ca-certificates
   libevent-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev
-  libcriterion-dev
+  libcriterion-dev zlib1g-dev
 )
 # Tools wanted as commands: any install that provides the command will do (Node.js may come from
 # elsewhere than Debian, with its own npm).
@@ -49,10 +49,16 @@ install_packages() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# A system llama.cpp is used when pkg-config finds the pinned release.
+# A system llama.cpp is used when pkg-config finds the pinned release laid out as the build below
+# lays it out: static libraries (common's included) in PREFIX/lib, headers in PREFIX/include, and
+# common's sources in PREFIX/src/common for the chat shim. Prints its prefix.
 system_llama() {
   pkg-config --exists llama 2>/dev/null || return 1
-  [ "$(pkg-config --variable=version llama 2>/dev/null)" = "$LLAMA_CPP_SYSTEM_VERSION" ]
+  [ "$(pkg-config --variable=version llama 2>/dev/null)" = "$LLAMA_CPP_SYSTEM_VERSION" ] || return 1
+  local p
+  p=$(pkg-config --variable=prefix llama)
+  [ -f "$p/lib/libllama-common.a" ] && [ -f "$p/src/common/chat.h" ] || return 1
+  echo "$p"
 }
 
 build_llama() {
@@ -77,7 +83,7 @@ build_llama() {
     -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=OFF \
     -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_COMMON=ON \
-    -DGGML_NATIVE=ON -DGGML_CUDA="$cuda" -DCMAKE_POSITION_INDEPENDENT_CODE=ON >"$work/cmake.log" 2>&1 ||
+    -DGGML_NATIVE=ON -DGGML_CUDA="$cuda" -DGGML_CUDA_NCCL=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON >"$work/cmake.log" 2>&1 ||
     { tail -30 "$work/cmake.log" >&2; return 1; }
   cmake --build "$work/build" -j "$(nproc)" --target llama llama-common >"$work/build.log" 2>&1 ||
     { tail -40 "$work/build.log" >&2; return 1; }
@@ -94,7 +100,7 @@ build_llama() {
 case "${1:-all}" in
   packages) install_packages ;;
   llama) build_llama ;;
-  prefix) build_llama && echo "$prefix" ;;
+  prefix) system_llama || { build_llama && echo "$prefix"; } ;;
   all) install_packages && build_llama ;;
   *) echo "usage: scripts/deps.sh [all|packages|llama|prefix]" >&2; exit 2 ;;
 esac

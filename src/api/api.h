@@ -44,10 +44,36 @@ struct sb_codec {
      * before START has been rendered for a streaming one (the HTTP layer answers those with
      * write_error and the error's status). Returns 0 or a negative code. */
     int (*render_event)(void *state, const struct sb_event *ev, struct sb_buf *out);
+    /* Frees what the renderer holds (output accumulated for a non-streamed response). Call once
+     * when the response ends, however it ends (after FINISH or ERROR, or early when the client
+     * went away); the state may be freed afterwards. Safe after a failed render_init. May be NULL
+     * for a codec whose renderer holds nothing. */
+    void (*render_deinit)(void *state);
     /* Appends the model list (GET /v1/models and the like). */
     int (*write_models)(const struct sb_backend_info *models, size_t n, struct sb_buf *out);
 };
 
 extern const struct sb_codec sb_openai_codec;
+/* POST /v1/messages (SB_REQ_CHAT) and GET /v1/models in Anthropic's shapes (api/anthropic.c). */
+extern const struct sb_codec sb_anthropic_codec;
+/* POST /api/chat (SB_REQ_CHAT), /api/generate (SB_REQ_COMPLETION), /api/embed (SB_REQ_EMBED) and
+ * GET /api/tags (write_models) in Ollama's shapes (api/ollama.c). */
+extern const struct sb_codec sb_ollama_codec;
+
+/* Ollama's endpoints that generate nothing. Each appends one JSON body to out and returns 0, or
+ * SB_ENOMEM / SB_ETOOBIG with out unchanged. Errors for them are written with
+ * sb_ollama_codec.write_error. */
+/* GET /api/version: the Ollama API version these endpoints match (see ollama.c). */
+int sb_ollama_write_version(struct sb_buf *out);
+/* GET /api/ps: the models that are ready (loaded), with size, VRAM and expiry. */
+int sb_ollama_write_ps(const struct sb_backend_info *models, size_t n, struct sb_buf *out);
+/* POST /api/show, first half: reads the model name ("model", or the older "name") from body into
+ * *model (copied into a, valid as long as it). Returns 0, or SB_EINVAL / SB_ENOMEM with err filled
+ * (400 / 413). */
+int sb_ollama_parse_show(struct sb_arena *a, struct sb_str body, struct sb_str *model,
+                         struct sb_api_error *err);
+/* POST /api/show, second half: what Switchboard knows of one model (details, model_info,
+ * capabilities); the HTTP layer answers 404 itself when the name matches no model. */
+int sb_ollama_write_show(const struct sb_backend_info *model, struct sb_buf *out);
 
 #endif

@@ -6,7 +6,8 @@
 #include "config/config.h"
 #include "core/canon.h"
 
-struct event_base; /* libevent's loop; opaque here */
+struct event_base;   /* libevent's loop; opaque here */
+struct sb_upstream;  /* the loop's HTTP client for remote backends (upstream/upstream.h) */
 struct sb_backend;
 struct sb_call;
 
@@ -22,6 +23,7 @@ typedef void (*sb_call_done_fn)(struct sb_call *call);
 struct sb_call {
     const struct sb_request *req; /* borrowed until on_done */
     struct event_base *base;      /* the loop that events are delivered on */
+    struct sb_upstream *upstream; /* that loop's HTTP client; remote backends send through it */
     sb_call_event_fn on_event;
     sb_call_done_fn on_done;
     void *ud;           /* the owner's */
@@ -36,6 +38,14 @@ struct sb_backend_info {
     bool ready;           /* loaded and able to serve */
     bool embeddings;      /* serves SB_REQ_EMBED */
     int64_t created;      /* unix time the model was loaded, for /v1/models */
+    /* For Ollama's /api/tags, /api/ps and /api/show; 0 or NULL where the backend cannot tell. */
+    int64_t size;             /* bytes of the weights (the GGUF file) */
+    int64_t size_vram;        /* bytes of them held in GPU memory */
+    int64_t n_params;         /* parameter count */
+    const char *family;       /* architecture, as GGUF's general.architecture ("llama") */
+    const char *quantization; /* "Q4_K_M", "F16", ... */
+    const char *digest;       /* sha256 of the weights, lowercase hex */
+    int64_t expires_at;       /* unix time the model will be unloaded; 0 = it stays loaded */
 };
 
 struct sb_backend_ops {

@@ -1,5 +1,5 @@
-/* A small C interface over llama.cpp's C++ chat module (common/chat.h): Jinja chat templates and the
- * model-specific tool-call output formats, for the local backend (backend/local.c) only. */
+/* A small C interface over llama.cpp's C++ chat module (common/chat.h): Jinja chat templates and
+ * the model-specific tool-call output formats, for the local backend (backend/local.c) only. */
 #ifndef SB_BACKEND_LOCAL_CHAT_H
 #define SB_BACKEND_LOCAL_CHAT_H
 
@@ -19,9 +19,9 @@ struct sb__chat_message;   /* one parsed assistant message */
 void sb__chat_global_init(void);
 
 /* Parses the chat template: override (Jinja text; NULL or "" = none), else the GGUF's
- * tokenizer.chat_template, else ChatML. model is borrowed and must outlive *out. Returns 0 and *out,
- * which the caller frees with sb__chat_templates_free; or SB_EINVAL (the template does not parse) or
- * SB_ENOMEM, with a message in err (NUL-terminated, at most err_size bytes). */
+ * tokenizer.chat_template, else ChatML. model is borrowed and must outlive *out. Returns 0 and
+ * *out, which the caller frees with sb__chat_templates_free; or SB_EINVAL (the template does not
+ * parse) or SB_ENOMEM, with a message in err (NUL-terminated, at most err_size bytes). */
 int sb__chat_templates_new(const struct llama_model *model, const char *override,
                            struct sb__chat_templates **out, char *err, size_t err_size);
 /* NULL is allowed. */

@@ -15,16 +15,52 @@ struct sb_listen_config {
 struct sb_model_config {
     char *name;          /* the alias clients ask for */
     char *backend;       /* "local" (more kinds come with the cloud backends) */
-    char *path;          /* GGUF file, resolved against the model search path; absolute after load */
-    int32_t n_ctx;       /* context window in tokens; 0 = the model's training context, capped at 8192 */
+    char *path;          /* GGUF file; absolute once sb_config_resolve_models has run */
+    int32_t n_ctx;       /* context in tokens; 0 = the model's training context, at most 8192 */
     int32_t n_threads;   /* 0 = online cores - 1, at least 1 */
     int32_t n_parallel;  /* sequence slots decoded together; default 4 */
     int32_t n_batch;     /* prompt tokens per decode step; default 512 */
     int32_t gpu_layers;  /* layers offloaded to a GPU; default 0 */
     char *chat_template; /* NULL = the GGUF's own; else a Jinja template text that overrides it */
     bool embeddings;     /* the model serves /v1/embeddings */
+
+    /* Remote backends (openai, anthropic, bedrock, ollama). Secrets are never logged or printed. */
+    char *base_url;       /* e.g. https://api.openai.com/v1; NULL = the kind's default */
+    char *api_key;        /* secret; usually "${OPENAI_API_KEY}" */
+    char *upstream_model; /* the provider's model id; NULL = name */
+    char *region;         /* bedrock: AWS region, e.g. us-east-1 */
+    char *aws_access_key_id;     /* bedrock; secret */
+    char *aws_secret_access_key; /* bedrock; secret */
+    char *aws_session_token;     /* bedrock; secret, optional */
+    struct {
+        uint32_t connect_ms, first_byte_ms, idle_ms, total_ms; /* 0 = none */
+    } timeouts; /* key `timeouts: {connect_ms, first_byte_ms, idle_ms, total_ms}` */
+
+    /* Resilience (any backend). */
+    char **fallback; /* `fallback: [model, ...]`: models tried in order when this one fails */
+    size_t n_fallback;
+    struct {
+        int32_t max;          /* retries after the first try; default 2 */
+        uint32_t base_ms;     /* backoff base; default 250 */
+        uint32_t max_ms;      /* backoff cap; default 8000 */
+    } retries;                /* key `retries: {max, base_ms, max_ms}` */
+    struct {
+        int32_t failures;     /* consecutive failures that open the breaker; default 5 */
+        uint32_t open_ms;     /* how long it stays open before probing; default 30000 */
+        int32_t probes;       /* requests let through while half-open; default 1 */
+    } breaker;                /* key `breaker: {failures, open_ms, probes}` */
+
     int line;            /* where the entry starts in the file (1-based), for messages */
     int column;          /* and its column (1-based) */
+};
+
+/* The request ledger (section `ledger:`). */
+struct sb_ledger_config {
+    char *path;                 /* SQLite file, relative to the config file's folder; "" = none */
+    int32_t commit_interval_ms; /* the longest a row waits to be gathered into a commit; 50 */
+    size_t queue_size;          /* rows waiting for the writer; more are dropped; default 2048 */
+    int32_t retention_days;     /* rows older than this many days are deleted; 0 = keep all */
+    bool content_logging;       /* record prompt and completion text; default false */
 };
 
 struct sb_config {
@@ -35,6 +71,7 @@ struct sb_config {
     char **model_dirs; /* where relative model paths are looked up, in order */
     size_t n_model_dirs;
     char *log_level; /* "debug" | "info" | "warn" | "error"; default "info" */
+    struct sb_ledger_config ledger;
 };
 
 /* Parses YAML text. name is used in error messages ("switchboard.yaml:12:5: ..."). base_dir is

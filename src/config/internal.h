@@ -33,31 +33,32 @@ enum {
 struct sb__cfg_section;
 
 struct sb__cfg_key {
-    const char *name;   /* the YAML key */
-    enum sb__cfg_type type;
-    size_t offset;      /* of the field in the section's struct */
-    size_t size;        /* of that field (integers come in two widths) */
-    int64_t min, max;   /* INT and SIZE: the accepted range, inclusive */
-    const char *def;    /* the default as YAML text, converted like a value; NULL = zero/NULL */
-    const char *const *choices;           /* ENUM: NULL-terminated */
+    const char *name;           /* the YAML key */
+    enum sb__cfg_type type;     /* how its text converts, and what field it fills */
+    size_t offset;              /* of the field in the section's struct */
+    size_t size;                /* of that field (integers come in two widths) */
+    int64_t min, max;           /* INT and SIZE: the accepted range, inclusive */
+    const char *def;            /* the default as YAML text, converted like a value; NULL = zero */
+    const char *const *choices; /* ENUM: NULL-terminated */
     const struct sb__cfg_section *section; /* MAP and LIST: what each entry holds */
-    size_t count_offset;                  /* STR_LIST and LIST: the size_t element count */
-    unsigned flags;     /* SB__CFG_* */
-    const char *doc;    /* one line: what the key means (docs and "missing key" messages) */
+    size_t count_offset;                   /* STR_LIST and LIST: the size_t element count */
+    unsigned flags;                        /* SB__CFG_* */
+    const char *doc;                       /* one line: what the key means */
 };
 
 struct sb__cfg_check;
 
 struct sb__cfg_section {
-    const char *name; /* for docs: "listen", "models[]" */
-    const struct sb__cfg_key *keys;
-    size_t n_keys;    /* at most SB__CFG_MAX_KEYS */
-    size_t size;      /* of the struct one entry fills; LIST elements are this big */
+    const char *name;               /* for docs: "listen", "models[]" */
+    const struct sb__cfg_key *keys; /* the rows, in the order the summary prints them */
+    size_t n_keys;                  /* at most SB__CFG_MAX_KEYS */
+    size_t size;                    /* of the struct one entry fills; LIST elements are this big */
     /* LIST entries: int fields that receive where the entry starts (1-based); 0 = none. */
     size_t line_offset, column_offset;
     /* LIST entries: a STR key whose values must differ between entries, or NULL. */
     const char *unique_key;
-    /* Rules that span keys, run after an entry's keys parsed cleanly; may be NULL. */
+    /* Rules that span keys, run after an entry's keys are read (fields that failed to convert
+     * hold their defaults); may be NULL. */
     void (*check)(struct sb__cfg_check *chk, void *entry);
 };
 

@@ -6,6 +6,10 @@
 
 #include "core/core.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /* ---------------------------------------------------------------------------------------------
  * Request
  * All views in a request point into its arena (or into the body it was parsed from, which must
@@ -51,6 +55,7 @@ struct sb_message {
     size_t n_tool_calls;
     struct sb_str tool_call_id; /* SB_ROLE_TOOL: which call this is the result of */
     struct sb_str name;         /* optional participant or tool name */
+    bool is_error;              /* SB_ROLE_TOOL: the tool failed (Anthropic's is_error) */
 };
 
 /* A function the model may call. parameters is a JSON Schema as JSON text (may be empty). */
@@ -108,7 +113,10 @@ struct sb_request {
 
     /* SB_REQ_COMPLETION */
     struct sb_str prompt;
-    bool echo; /* prepend the prompt to the output */
+    bool echo; /* the response starts with the prompt: the codec prepends it; backends ignore it */
+    /* SB_REQ_CHAT built from one prompt (Ollama's /api/generate without raw): backends see plain
+     * messages, prompt keeps the caller's text, and the codec answers in completion shape. */
+    bool from_prompt;
 
     /* SB_REQ_EMBED */
     struct sb_str *inputs;
@@ -170,7 +178,9 @@ struct sb_event {
     enum sb_event_type type;
     union {
         struct {
-            struct sb_str model; /* the model that serves the request, as the backend names it */
+            struct sb_str model;   /* the model that serves the request, as the backend names it */
+            struct sb_str backend; /* the configured backend (model entry) that serves it */
+            int32_t attempts;      /* tries it took, retries and fallbacks included (>= 1) */
         } start;
         struct {
             struct sb_str text; /* UTF-8; a delta never splits a code point */
@@ -198,11 +208,17 @@ struct sb_event {
             int code;              /* SB_E* */
             int http_status;       /* the status a client should see (400, 429, 502, ...) */
             struct sb_str message; /* for the client: no secrets, no prompt text */
+            bool retryable;          /* the same request may succeed if tried again (429, 5xx) */
+            uint32_t retry_after_ms; /* the provider's Retry-After, 0 when it named none */
         } error;
     };
 };
 
 const char *sb_finish_reason_name(enum sb_finish_reason r); /* "stop", "length", ... (OpenAI's) */
 const char *sb_event_type_name(enum sb_event_type t);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -8,6 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define SB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 #define SB_UNUSED(x) ((void)(x))
 #define SB_MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -35,6 +39,10 @@ enum {
     SB_EFULL = -9,     /* a queue is full; retry later */
     SB_ECONTEXT = -10, /* the prompt does not fit the model's context window */
     SB_EUNSUPPORTED = -11, /* valid input that this build or backend does not support */
+    SB_ETIMEOUT = -12,     /* a deadline passed (connect, first byte, idle, total) */
+    SB_ECONNECT = -13,     /* a connection could not be made or was reset */
+    SB_EUPSTREAM = -14,    /* an upstream provider answered with an error or malformed data */
+    SB_EDENIED = -15,      /* a policy, scope or budget does not allow the request */
 };
 
 /* Returns a static, human-readable description of an SB_E* code. Never NULL. */
@@ -83,7 +91,7 @@ int sb_buf_append_str(struct sb_buf *b, struct sb_str s);
 int sb_buf_append_c(struct sb_buf *b, const char *s);
 int sb_buf_append_char(struct sb_buf *b, char c);
 int sb_buf_printf(struct sb_buf *b, const char *fmt, ...) SB_PRINTF(2, 3);
-int sb_buf_vprintf(struct sb_buf *b, const char *fmt, va_list ap);
+int sb_buf_vprintf(struct sb_buf *b, const char *fmt, va_list ap) SB_PRINTF(2, 0);
 /* Appends s as the contents of a JSON string, escaped, without the surrounding quotes. Invalid
  * UTF-8 bytes become U+FFFD. */
 int sb_buf_append_json_escaped(struct sb_buf *b, struct sb_str s);
@@ -136,5 +144,9 @@ int64_t sb_unix_time(void);
 /* Writes a random id of the form prefix + 24 base-62 characters into out (NUL-terminated).
  * out_size must be at least strlen(prefix) + 25. Thread-safe. */
 void sb_random_id(char *out, size_t out_size, const char *prefix);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -15,6 +15,10 @@ static const char *const messages[] = {
     [-SB_EFULL] = "queue full",
     [-SB_ECONTEXT] = "prompt exceeds the context window",
     [-SB_EUNSUPPORTED] = "not supported",
+    [-SB_ETIMEOUT] = "timed out",
+    [-SB_ECONNECT] = "connection failed",
+    [-SB_EUPSTREAM] = "upstream error",
+    [-SB_EDENIED] = "denied by policy",
 };
 
 const char *sb_strerror(int err)

@@ -14,7 +14,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = path.resolve(here, '..', '..');
 
 /* The binary under test: $SWITCHBOARD_BIN (relative to the repo root if not absolute). */
-export const BIN = path.resolve(REPO_ROOT, process.env.SWITCHBOARD_BIN || 'build/switchboard');
+export const BIN = path.resolve(REPO_ROOT, process.env.SWITCHBOARD_BIN || 'build/debug/switchboard');
 
 /* Test models: $SWITCHBOARD_MODELS, else ../shared/models beside the repo. */
 export const MODELS_DIR = path.resolve(

@@ -1,0 +1,1361 @@
+/* The OpenAI wire codec: /v1/chat/completions and /v1/completions bodies become canonical requests,
+ * and canonical events become chat.completion / text_completion objects or their SSE chunks. */
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api/api.h"
+#include "api/json.h"
+
+/* Output of a non-streamed response is held until FINISH; past this the response fails instead of
+ * arriving cut short. */
+#define OPENAI_MAX_ACCUM ((size_t)64 << 20)
+/* Parallel tool calls in one response; far above what models emit, low enough to bound state. */
+#define OPENAI_MAX_TOOL_CALLS 128
+/* A tool call's id or name, as a backend produced it. */
+#define OPENAI_MAX_CALL_FIELD 256
+/* The fixed part of every chunk (id, object, created, model). */
+#define OPENAI_MAX_HEAD 4096
+/* OpenAI's own limits on metadata, kept so a request valid here is valid there and labels stay
+ * small. */
+#define OPENAI_MAX_METADATA       16
+#define OPENAI_MAX_METADATA_KEY   64
+#define OPENAI_MAX_METADATA_VALUE 512
+/* OpenAI's pattern for function names, ^[a-zA-Z0-9_-]{1,64}$: chat templates and upstreams rely on
+ * it. */
+#define OPENAI_MAX_TOOL_NAME 64
+
+/* =============================================================================================
+ * Parsing
+ * =========================================================================================== */
+
+/* Sampling and length fields, read in this order: max_completion_tokens after max_tokens so that it
+ * wins when both are given (it is OpenAI's newer name for the same limit). */
+static const struct sb__json_num request_numbers[] = {
+    {"temperature", SB__JSON_F32, 0, 2, 0, offsetof(struct sb_request, sampling.temperature),
+     SB__JSON_NO_FLAG},
+    {"top_p", SB__JSON_F32, 0, 1, SB__JSON_MIN_EXCLUSIVE,
+     offsetof(struct sb_request, sampling.top_p), SB__JSON_NO_FLAG},
+    /* Not OpenAI's, but llama.cpp, vLLM and Ollama clients send it through OpenAI SDKs. */
+    {"top_k", SB__JSON_I32, 0, INT32_MAX, 0, offsetof(struct sb_request, sampling.top_k),
+     SB__JSON_NO_FLAG},
+    {"min_p", SB__JSON_F32, 0, 1, 0, offsetof(struct sb_request, sampling.min_p), SB__JSON_NO_FLAG},
+    {"presence_penalty", SB__JSON_F32, -2, 2, 0,
+     offsetof(struct sb_request, sampling.presence_penalty), SB__JSON_NO_FLAG},
+    {"frequency_penalty", SB__JSON_F32, -2, 2, 0,
+     offsetof(struct sb_request, sampling.frequency_penalty), SB__JSON_NO_FLAG},
+    /* Multiplicative (llama.cpp/Ollama): 1 is none, 0 would mean "unset" in the canonical request.
+     */
+    {"repeat_penalty", SB__JSON_F32, 0, 10, SB__JSON_MIN_EXCLUSIVE,
+     offsetof(struct sb_request, sampling.repeat_penalty), SB__JSON_NO_FLAG},
+    /* Any 64-bit integer; negative seeds wrap, as the backends' unsigned seeds would. */
+    {"seed", SB__JSON_U64, (double)INT64_MIN, (double)INT64_MAX, 0,
+     offsetof(struct sb_request, sampling.seed), offsetof(struct sb_request, sampling.has_seed)},
+    {"max_tokens", SB__JSON_I64, 1, INT32_MAX, 0, offsetof(struct sb_request, max_tokens),
+     SB__JSON_NO_FLAG},
+    {"max_completion_tokens", SB__JSON_I64, 1, INT32_MAX, 0,
+     offsetof(struct sb_request, max_tokens), SB__JSON_NO_FLAG},
+};
+
+static const struct sb__json_enum role_names[] = {
+    {"system", SB_ROLE_SYSTEM}, {"developer", SB_ROLE_SYSTEM}, /* OpenAI's newer name for system
+                                                                  instructions */
+    {"user", SB_ROLE_USER},     {"assistant", SB_ROLE_ASSISTANT}, {"tool", SB_ROLE_TOOL},
+};
+
+#define ROLE_BIT(r) (1u << (r))
+
+/* A content part type: which roles may send it and how it is read into a canonical part. */
+struct part_type {
+    const char *name;
+    unsigned roles; /* ROLE_BIT()s */
+    int (*read)(struct sb__json *j, const json_t *obj, struct sb_part *out);
+};
+
+static int read_text_part(struct sb__json *j, const json_t *obj, struct sb_part *out)
+{
+    out->type = SB_PART_TEXT;
+    return sb__json_string(j, obj, "text", true, &out->text);
+}
+
+/* A refusal the assistant gave earlier in the conversation is, to a model, just its text. */
+static int read_refusal_part(struct sb__json *j, const json_t *obj, struct sb_part *out)
+{
+    out->type = SB_PART_TEXT;
+    return sb__json_string(j, obj, "refusal", true, &out->text);
+}
+
+/* Splits "data:image/png;base64,AAAA" into media_type and data, so that backends needing raw
+ * base64 (Anthropic, llama.cpp's mtmd) do not each parse URLs; anything else stays a url. */
+static void split_data_url(struct sb_part *p)
+{
+    static const struct sb_str scheme = SB_STR_LIT("data:");
+    static const struct sb_str b64 = SB_STR_LIT(";base64");
+    struct sb_str meta;
+    ptrdiff_t comma, semi;
+
+    if (!sb_str_starts_with(p->url, scheme))
+        return;
+    comma = sb_str_find(p->url, SB_STR_LIT(","));
+    if (comma < 0)
+        return;
+    meta = (struct sb_str){p->url.p + scheme.len, (size_t)comma - scheme.len};
+    if (meta.len < b64.len ||
+        !sb_str_eq((struct sb_str){meta.p + meta.len - b64.len, b64.len}, b64))
+        return;
+    semi = sb_str_find(meta, SB_STR_LIT(";"));
+    p->media_type = (struct sb_str){meta.p, (size_t)semi};
+    p->data = (struct sb_str){p->url.p + comma + 1, p->url.len - (size_t)comma - 1};
+    p->url = SB_STR_NULL;
+}
+
+static int read_image_part(struct sb__json *j, const json_t *obj, struct sb_part *out)
+{
+    json_t *img = sb__json_get(obj, "image_url");
+    size_t mark = sb__json_push_key(j, "image_url");
+    int rc;
+
+    out->type = SB_PART_IMAGE;
+    if (!img)
+        rc = sb__json_fail_missing(j);
+    else if (json_is_string(img)) /* an early, still common shorthand */
+        rc = sb__json_string_value(j, img, &out->url);
+    else if (json_is_object(img))
+        rc = sb__json_string(j, img, "url", true, &out->url);
+    else
+        rc = sb__json_fail_type(j, img, "an object");
+    sb__json_pop(j, mark);
+    if (rc == 0)
+        split_data_url(out);
+    return rc;
+}
+
+static const struct part_type part_types[] = {
+    {"text",
+     ROLE_BIT(SB_ROLE_SYSTEM) | ROLE_BIT(SB_ROLE_USER) | ROLE_BIT(SB_ROLE_ASSISTANT) |
+         ROLE_BIT(SB_ROLE_TOOL),
+     read_text_part},
+    {"image_url", ROLE_BIT(SB_ROLE_USER), read_image_part},
+    {"refusal", ROLE_BIT(SB_ROLE_ASSISTANT), read_refusal_part},
+};
+
+/* The same names as an enum table, for sb__json_enum's error listing. */
+static const struct sb__json_enum part_type_names[] = {
+    {"text", 0},
+    {"image_url", 1},
+    {"refusal", 2},
+};
+
+static void *arena_array(struct sb__json *j, size_t n, size_t size)
+{
+    if (n > SIZE_MAX / size)
+        return NULL;
+    return sb_arena_alloc(j->a, n * size);
+}
+
+static int parse_part(struct sb__json *j, const json_t *v, enum sb_role role, struct sb_part *out)
+{
+    size_t mark;
+    int t = 0;
+    int rc;
+
+    if (!json_is_object(v))
+        return sb__json_fail_type(j, v, "an object");
+    rc = sb__json_enum(j, v, "type", true, part_type_names, SB_ARRAY_LEN(part_type_names), &t);
+    if (rc)
+        return rc;
+    if (!(part_types[t].roles & ROLE_BIT(role))) {
+        mark = sb__json_push_key(j, "type");
+        rc = sb__json_fail(j, "invalid_value",
+                           "Invalid value for '%s': content parts of type '%s' are not allowed in "
+                           "%s messages.",
+                           j->path, part_types[t].name, sb_role_name(role));
+        sb__json_pop(j, mark);
+        return rc;
+    }
+    return part_types[t].read(j, v, out);
+}
+
+/* content: a string (one text part), an array of parts, or null/absent for an assistant turn that
+ * only calls tools. */
+static int parse_content(struct sb__json *j, const json_t *msg, struct sb_message *m)
+{
+    json_t *c = sb__json_get(msg, "content");
+    size_t mark = sb__json_push_key(j, "content");
+    int rc = 0;
+
+    if (!c) {
+        if (m->role != SB_ROLE_ASSISTANT)
+            rc = sb__json_fail_missing(j);
+    } else if (json_is_string(c)) {
+        m->parts = arena_array(j, 1, sizeof(*m->parts));
+        if (!m->parts) {
+            rc = sb__json_fail_nomem(j);
+            goto out;
+        }
+        m->n_parts = 1;
+        m->parts[0].type = SB_PART_TEXT;
+        rc = sb__json_string_value(j, c, &m->parts[0].text);
+    } else if (json_is_array(c)) {
+        size_t n = json_array_size(c);
+        if (n == 0) {
+            rc = sb__json_fail(j, "empty_array",
+                               "Invalid '%s': empty array. Expected an array with minimum length "
+                               "1, but got an empty array instead.",
+                               j->path);
+            goto out;
+        }
+        m->parts = arena_array(j, n, sizeof(*m->parts));
+        if (!m->parts) {
+            rc = sb__json_fail_nomem(j);
+            goto out;
+        }
+        m->n_parts = n;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            size_t im = sb__json_push_index(j, i);
+            rc = parse_part(j, json_array_get(c, i), m->role, &m->parts[i]);
+            sb__json_pop(j, im);
+        }
+    } else {
+        rc = sb__json_fail_type(j, c, "a string or an array of content parts");
+    }
+out:
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static const struct sb__json_enum function_type[] = {{"function", 0}};
+
+static int parse_tool_call(struct sb__json *j, const json_t *v, struct sb_tool_call *out)
+{
+    json_t *fn = NULL;
+    size_t mark;
+    int type = 0;
+    int rc;
+
+    if (!json_is_object(v))
+        return sb__json_fail_type(j, v, "an object");
+    rc = sb__json_string(j, v, "id", true, &out->id);
+    if (rc == 0)
+        rc = sb__json_enum(j, v, "type", false, function_type, 1, &type);
+    if (rc == 0)
+        rc = sb__json_object(j, v, "function", true, &fn);
+    if (rc)
+        return rc;
+    mark = sb__json_push_key(j, "function");
+    rc = sb__json_string(j, fn, "name", true, &out->name);
+    if (rc == 0)
+        rc = sb__json_string(j, fn, "arguments", true, &out->arguments);
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static int parse_message(struct sb__json *j, const json_t *v, struct sb_message *m)
+{
+    json_t *calls = NULL;
+    int role = 0;
+    int rc;
+
+    if (!json_is_object(v))
+        return sb__json_fail_type(j, v, "an object");
+    rc = sb__json_enum(j, v, "role", true, role_names, SB_ARRAY_LEN(role_names), &role);
+    if (rc)
+        return rc;
+    m->role = (enum sb_role)role;
+    rc = parse_content(j, v, m);
+    if (rc == 0)
+        rc = sb__json_string(j, v, "name", false, &m->name);
+    if (rc == 0 && m->role == SB_ROLE_TOOL)
+        rc = sb__json_string(j, v, "tool_call_id", true, &m->tool_call_id);
+    if (rc == 0 && m->role == SB_ROLE_ASSISTANT)
+        rc = sb__json_array(j, v, "tool_calls", false, 0, &calls);
+    if (rc || !calls || json_array_size(calls) == 0)
+        return rc;
+
+    size_t n = json_array_size(calls);
+    size_t mark = sb__json_push_key(j, "tool_calls");
+    m->tool_calls = arena_array(j, n, sizeof(*m->tool_calls));
+    if (!m->tool_calls) {
+        rc = sb__json_fail_nomem(j);
+    } else {
+        m->n_tool_calls = n;
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            size_t im = sb__json_push_index(j, i);
+            rc = parse_tool_call(j, json_array_get(calls, i), &m->tool_calls[i]);
+            sb__json_pop(j, im);
+        }
+    }
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static int parse_messages(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *arr = NULL;
+    size_t mark;
+    size_t n;
+    int rc;
+
+    rc = sb__json_array(j, root, "messages", true, 1, &arr);
+    if (rc)
+        return rc;
+    n = json_array_size(arr);
+    req->messages = arena_array(j, n, sizeof(*req->messages));
+    if (!req->messages)
+        return sb__json_fail_nomem(j);
+    req->n_messages = n;
+    mark = sb__json_push_key(j, "messages");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t im = sb__json_push_index(j, i);
+        rc = parse_message(j, json_array_get(arr, i), &req->messages[i]);
+        sb__json_pop(j, im);
+    }
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static bool valid_tool_name(struct sb_str s)
+{
+    if (s.len == 0 || s.len > OPENAI_MAX_TOOL_NAME)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.p[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static int parse_tool(struct sb__json *j, const json_t *v, struct sb_tool *out)
+{
+    json_t *fn = NULL;
+    json_t *params = NULL;
+    size_t mark;
+    int type = 0;
+    int rc;
+
+    if (!json_is_object(v))
+        return sb__json_fail_type(j, v, "an object");
+    /* type is required by OpenAI, but "function" is the only kind there is to mean. */
+    rc = sb__json_enum(j, v, "type", false, function_type, 1, &type);
+    if (rc == 0)
+        rc = sb__json_object(j, v, "function", true, &fn);
+    if (rc)
+        return rc;
+    mark = sb__json_push_key(j, "function");
+    rc = sb__json_string(j, fn, "name", true, &out->name);
+    if (rc == 0 && !valid_tool_name(out->name)) {
+        size_t nm = sb__json_push_key(j, "name");
+        rc = sb__json_fail(j, "invalid_value",
+                           "Invalid '%s': string does not match pattern. Expected a string that "
+                           "matches the pattern '^[a-zA-Z0-9_-]{1,64}$'.",
+                           j->path);
+        sb__json_pop(j, nm);
+    }
+    if (rc == 0)
+        rc = sb__json_string(j, fn, "description", false, &out->description);
+    if (rc == 0)
+        rc = sb__json_object(j, fn, "parameters", false, &params);
+    if (rc == 0 && params)
+        rc = sb__json_dump(j, params, &out->parameters);
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static const struct sb__json_enum tool_choice_names[] = {
+    {"auto", SB_TOOL_CHOICE_AUTO},
+    {"none", SB_TOOL_CHOICE_NONE},
+    {"required", SB_TOOL_CHOICE_REQUIRED},
+};
+
+static int parse_tool_choice(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *v = sb__json_get(root, "tool_choice");
+    json_t *fn = NULL;
+    size_t mark;
+    int choice = SB_TOOL_CHOICE_AUTO;
+    int type = 0;
+    int rc;
+
+    if (!v)
+        return 0;
+    mark = sb__json_push_key(j, "tool_choice");
+    if (json_is_string(v)) {
+        rc = sb__json_enum_value(j, v, tool_choice_names, SB_ARRAY_LEN(tool_choice_names), &choice);
+    } else if (json_is_object(v)) {
+        choice = SB_TOOL_CHOICE_NAMED;
+        rc = sb__json_enum(j, v, "type", true, function_type, 1, &type);
+        if (rc == 0)
+            rc = sb__json_object(j, v, "function", true, &fn);
+        if (rc == 0) {
+            size_t fm = sb__json_push_key(j, "function");
+            rc = sb__json_string(j, fn, "name", true, &req->tool_choice_name);
+            sb__json_pop(j, fm);
+        }
+    } else {
+        rc = sb__json_fail_type(j, v, "a string or an object");
+    }
+    if (rc)
+        goto out;
+    req->tool_choice = (enum sb_tool_choice)choice;
+    if ((choice == SB_TOOL_CHOICE_REQUIRED || choice == SB_TOOL_CHOICE_NAMED) &&
+        req->n_tools == 0) {
+        rc = sb__json_fail(j, "invalid_value",
+                           "Invalid value for 'tool_choice': 'tool_choice' requires 'tools' to "
+                           "be specified.");
+        goto out;
+    }
+    if (choice == SB_TOOL_CHOICE_NAMED) {
+        bool found = false;
+        for (size_t i = 0; i < req->n_tools && !found; i++)
+            found = sb_str_eq(req->tools[i].name, req->tool_choice_name);
+        if (!found)
+            rc = sb__json_fail(j, "invalid_value",
+                               "Invalid value for 'tool_choice': no function named '%.64s' is "
+                               "in 'tools'.",
+                               req->tool_choice_name.p);
+    }
+out:
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static int parse_tools(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *arr = NULL;
+    size_t mark;
+    size_t n;
+    int rc;
+
+    rc = sb__json_array(j, root, "tools", false, 0, &arr);
+    if (rc || !arr || json_array_size(arr) == 0)
+        goto choice;
+    n = json_array_size(arr);
+    req->tools = arena_array(j, n, sizeof(*req->tools));
+    if (!req->tools)
+        return sb__json_fail_nomem(j);
+    req->n_tools = n;
+    mark = sb__json_push_key(j, "tools");
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        size_t im = sb__json_push_index(j, i);
+        rc = parse_tool(j, json_array_get(arr, i), &req->tools[i]);
+        sb__json_pop(j, im);
+    }
+    sb__json_pop(j, mark);
+choice:
+    if (rc == 0)
+        rc = parse_tool_choice(j, root, req);
+    if (rc == 0)
+        rc = sb__json_bool(j, root, "parallel_tool_calls", &req->parallel_tool_calls);
+    return rc;
+}
+
+/* stop: a string or an array of strings; every stop sequence must be non-empty (an empty one would
+ * stop before the first token). */
+static int parse_stop(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *v = sb__json_get(root, "stop");
+    size_t mark;
+    size_t n;
+    int rc = 0;
+
+    if (!v)
+        return 0;
+    mark = sb__json_push_key(j, "stop");
+    if (json_is_string(v)) {
+        if (json_string_length(v) == 0)
+            rc = sb__json_fail(j, "invalid_value",
+                               "Invalid '%s': empty string. Expected a non-empty stop sequence.",
+                               j->path);
+        else
+            rc = sb__json_string_value(j, v, &req->stop[0]);
+        req->n_stop = rc == 0;
+        goto out;
+    }
+    if (!json_is_array(v)) {
+        rc = sb__json_fail_type(j, v, "a string or an array of strings");
+        goto out;
+    }
+    n = json_array_size(v);
+    if (n > SB_MAX_STOP) {
+        rc = sb__json_fail(j, "array_above_max_length",
+                           "Invalid '%s': array too long. Expected an array with maximum length "
+                           "%d, but got an array with length %zu instead.",
+                           j->path, SB_MAX_STOP, n);
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_t *s = json_array_get(v, i);
+        size_t im = sb__json_push_index(j, i);
+        if (json_is_string(s) && json_string_length(s) == 0)
+            rc = sb__json_fail(j, "invalid_value",
+                               "Invalid '%s': empty string. Expected a non-empty stop sequence.",
+                               j->path);
+        else
+            rc = sb__json_string_value(j, s, &req->stop[i]);
+        sb__json_pop(j, im);
+    }
+    req->n_stop = rc == 0 ? n : 0;
+out:
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+/* n and best_of ask for several choices; Switchboard returns one, and says so rather than
+ * silently returning fewer than asked. */
+static int require_one(struct sb__json *j, const json_t *root, const char *key)
+{
+    json_t *v = sb__json_get(root, key);
+    size_t mark;
+    int rc = 0;
+
+    if (!v)
+        return 0;
+    mark = sb__json_push_key(j, key);
+    if (!json_is_integer(v))
+        rc = sb__json_fail_type(j, v, "an integer");
+    else if (json_integer_value(v) != 1)
+        rc = sb__json_fail(j, "unsupported_value",
+                           "Invalid '%s': Switchboard returns one choice per request, so '%s' "
+                           "must be 1 (got %" JSON_INTEGER_FORMAT
+                           "). Send separate requests for more choices.",
+                           j->path, key, json_integer_value(v));
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+/* Fails for a parameter that is given (not null) and not the one value Switchboard supports. */
+static int reject_unsupported(struct sb__json *j, const json_t *root, const char *key,
+                              bool allow_false, const char *what)
+{
+    json_t *v = sb__json_get(root, key);
+    size_t mark;
+    int rc = 0;
+
+    if (!v || (allow_false && json_is_false(v)))
+        return 0;
+    if (json_is_string(v) && json_string_length(v) == 0)
+        return 0;
+    mark = sb__json_push_key(j, key);
+    rc = sb__json_fail(j, "unsupported_parameter",
+                       "Unsupported parameter: '%s' is not supported by Switchboard yet (%s). "
+                       "Remove it from the request.",
+                       j->path, what);
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static const struct sb__json_enum response_format_names[] = {
+    {"text", 0},
+    {"json_object", 1},
+    /* Accepted as JSON mode: the output is one JSON value, but the schema itself is not yet
+     * enforced (the canonical request has no field for it). */
+    {"json_schema", 2},
+};
+
+static int parse_response_format(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *rf = NULL;
+    size_t mark;
+    int type = 0;
+    int rc;
+
+    rc = sb__json_object(j, root, "response_format", false, &rf);
+    if (rc || !rf)
+        return rc;
+    mark = sb__json_push_key(j, "response_format");
+    rc = sb__json_enum(j, rf, "type", true, response_format_names,
+                       SB_ARRAY_LEN(response_format_names), &type);
+    sb__json_pop(j, mark);
+    req->json_mode = rc == 0 && type != 0;
+    return rc;
+}
+
+static int parse_stream(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *opts = NULL;
+    bool include_usage = false;
+    size_t mark;
+    int rc;
+
+    rc = sb__json_bool(j, root, "stream", &req->stream);
+    if (rc == 0)
+        rc = sb__json_object(j, root, "stream_options", false, &opts);
+    if (rc || !opts)
+        return rc;
+    mark = sb__json_push_key(j, "stream_options");
+    rc = sb__json_bool(j, opts, "include_usage", &include_usage);
+    sb__json_pop(j, mark);
+    /* Only a stream has a separate usage chunk; a plain response always carries usage. */
+    req->include_usage = req->stream && include_usage;
+    return rc;
+}
+
+/* metadata: string values only, which become labels for routing and the ledger. */
+static int parse_metadata(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *md = NULL;
+    const char *key;
+    json_t *val;
+    size_t mark;
+    size_t n;
+    int rc;
+
+    rc = sb__json_object(j, root, "metadata", false, &md);
+    if (rc || !md || json_object_size(md) == 0)
+        return rc;
+    mark = sb__json_push_key(j, "metadata");
+    n = json_object_size(md);
+    if (n > OPENAI_MAX_METADATA) {
+        rc = sb__json_fail(j, "object_above_max_properties",
+                           "Invalid '%s': too many properties. Expected an object with at most %d "
+                           "properties, but got %zu instead.",
+                           j->path, OPENAI_MAX_METADATA, n);
+        goto out;
+    }
+    req->labels = arena_array(j, n, sizeof(*req->labels));
+    if (!req->labels) {
+        rc = sb__json_fail_nomem(j);
+        goto out;
+    }
+    json_object_foreach(md, key, val)
+    {
+        struct sb_label *l = &req->labels[req->n_labels];
+        size_t km = sb__json_push_key(j, key);
+        size_t klen = strlen(key);
+
+        if (klen > OPENAI_MAX_METADATA_KEY)
+            rc = sb__json_fail(j, "invalid_value",
+                               "Invalid 'metadata': a key is %zu characters long; keys may be at "
+                               "most %d.",
+                               klen, OPENAI_MAX_METADATA_KEY);
+        else if (json_is_string(val) && json_string_length(val) > OPENAI_MAX_METADATA_VALUE)
+            rc = sb__json_fail(j, "string_above_max_length",
+                               "Invalid '%s': string too long. Expected a string with maximum "
+                               "length %d, but got a string with length %zu instead.",
+                               j->path, OPENAI_MAX_METADATA_VALUE, json_string_length(val));
+        else
+            rc = sb__json_string_value(j, val, &l->value);
+        if (rc == 0) {
+            l->key.p = sb_arena_strndup(j->a, key, klen);
+            l->key.len = klen;
+            if (!l->key.p)
+                rc = sb__json_fail_nomem(j);
+        }
+        sb__json_pop(j, km);
+        if (rc)
+            goto out;
+        req->n_labels++;
+    }
+out:
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+/* prompt: one string, or an array holding exactly one string (what SDKs send for a batch of one).
+ */
+static int parse_prompt(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *v = sb__json_get(root, "prompt");
+    size_t mark = sb__json_push_key(j, "prompt");
+    int rc;
+
+    if (!v) {
+        rc = sb__json_fail_missing(j);
+    } else if (json_is_string(v)) {
+        rc = sb__json_string_value(j, v, &req->prompt);
+    } else if (!json_is_array(v)) {
+        rc = sb__json_fail_type(j, v, "a string or an array of strings");
+    } else if (json_array_size(v) > 0 && !json_is_string(json_array_get(v, 0))) {
+        rc = sb__json_fail(j, "unsupported_value",
+                           "Invalid '%s': prompts given as token ids are not supported; send the "
+                           "prompt as a string.",
+                           j->path);
+    } else if (json_array_size(v) != 1) {
+        rc = sb__json_fail(j, "unsupported_value",
+                           "Invalid '%s': Switchboard takes one prompt per request, but got an "
+                           "array of %zu. Send separate requests.",
+                           j->path, json_array_size(v));
+    } else {
+        size_t im = sb__json_push_index(j, 0);
+        rc = sb__json_string_value(j, json_array_get(v, 0), &req->prompt);
+        sb__json_pop(j, im);
+    }
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static int parse_chat_fields(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    int rc = parse_messages(j, root, req);
+
+    if (rc == 0)
+        rc = parse_tools(j, root, req);
+    if (rc == 0)
+        rc = reject_unsupported(j, root, "logprobs", true, "log probabilities");
+    return rc;
+}
+
+static int parse_completion_fields(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    int rc = parse_prompt(j, root, req);
+
+    if (rc == 0)
+        rc = sb__json_bool(j, root, "echo", &req->echo);
+    if (rc == 0)
+        rc = reject_unsupported(j, root, "suffix", false, "insertion with a suffix");
+    if (rc == 0)
+        rc = require_one(j, root, "best_of");
+    /* In this API logprobs is a count, and any count asks for log probabilities. */
+    if (rc == 0)
+        rc = reject_unsupported(j, root, "logprobs", false, "log probabilities");
+    return rc;
+}
+
+static int openai_parse(enum sb_request_kind kind, struct sb_arena *a, struct sb_str body,
+                        struct sb_request *req, struct sb_api_error *err)
+{
+    struct sb__json j;
+    json_t *root = NULL;
+    size_t mark;
+    int rc;
+
+    sb_request_init(req);
+    req->api = SB_API_OPENAI;
+    req->kind = kind;
+    sb__json_init(&j, a, err);
+    if (kind != SB_REQ_CHAT && kind != SB_REQ_COMPLETION) {
+        rc = sb_api_fail(err, 404, "invalid_request_error", NULL, NULL,
+                         "This endpoint is not supported by Switchboard's OpenAI API.");
+        goto fail;
+    }
+    rc = sb__json_load(&j, body, &root);
+    if (rc)
+        goto fail;
+
+    rc = sb__json_string(&j, root, "model", true, &req->model);
+    if (rc)
+        goto fail;
+    if (req->model.len == 0) {
+        mark = sb__json_push_key(&j, "model");
+        rc = sb__json_fail(&j, "invalid_value",
+                           "Invalid 'model': empty string. Name a model; GET /v1/models lists "
+                           "them.");
+        sb__json_pop(&j, mark);
+        goto fail;
+    }
+    rc = kind == SB_REQ_CHAT ? parse_chat_fields(&j, root, req)
+                             : parse_completion_fields(&j, root, req);
+    if (rc)
+        goto fail;
+    rc = sb__json_numbers(&j, root, request_numbers, SB_ARRAY_LEN(request_numbers), req);
+    if (rc)
+        goto fail;
+    rc = require_one(&j, root, "n");
+    if (rc)
+        goto fail;
+    rc = parse_stop(&j, root, req);
+    if (rc)
+        goto fail;
+    rc = parse_stream(&j, root, req);
+    if (rc)
+        goto fail;
+    rc = parse_response_format(&j, root, req);
+    if (rc)
+        goto fail;
+    rc = sb__json_string(&j, root, "user", false, &req->user);
+    if (rc)
+        goto fail;
+    rc = parse_metadata(&j, root, req);
+    if (rc)
+        goto fail;
+    json_decref(root);
+    return 0;
+
+fail:
+    json_decref(root);
+    return rc;
+}
+
+/* =============================================================================================
+ * Output helpers
+ * A writer keeps the first error and ignores later appends, so a response is written as a run of
+ * puts with one check at the end.
+ * =========================================================================================== */
+
+struct writer {
+    struct sb_buf *b;
+    int rc;
+};
+
+static void put(struct writer *w, const char *s)
+{
+    if (w->rc == 0)
+        w->rc = sb_buf_append_c(w->b, s);
+}
+
+static void put_str(struct writer *w, struct sb_str s)
+{
+    if (w->rc == 0)
+        w->rc = sb_buf_append_str(w->b, s);
+}
+
+/* A JSON string: quoted and escaped. */
+static void put_json(struct writer *w, struct sb_str s)
+{
+    put(w, "\"");
+    if (w->rc == 0)
+        w->rc = sb_buf_append_json_escaped(w->b, s);
+    put(w, "\"");
+}
+
+static void put_i64(struct writer *w, int64_t v)
+{
+    if (w->rc == 0)
+        w->rc = sb_buf_printf(w->b, "%" PRId64, v);
+}
+
+/* Cuts b back to len bytes: a failed render must not leave half a chunk to send. */
+static void truncate_to(struct sb_buf *b, size_t len)
+{
+    if (b->len > len) {
+        b->len = len;
+        b->p[len] = '\0';
+    }
+}
+
+/* Returns the writer's first error, having undone its partial output if there was one. */
+static int writer_finish(struct writer *w, size_t mark)
+{
+    if (w->rc)
+        truncate_to(w->b, mark);
+    return w->rc;
+}
+
+static const char *const finish_names[] = {
+    [SB_FINISH_STOP] = "stop",
+    [SB_FINISH_LENGTH] = "length",
+    [SB_FINISH_TOOL_CALLS] = "tool_calls",
+    [SB_FINISH_CONTENT_FILTER] = "content_filter",
+};
+
+static const char *finish_name(enum sb_finish_reason r)
+{
+    size_t i = (size_t)r;
+
+    return i < SB_ARRAY_LEN(finish_names) && finish_names[i] ? finish_names[i] : "stop";
+}
+
+static void put_usage(struct writer *w, const struct sb_usage *u)
+{
+    put(w, "{\"prompt_tokens\":");
+    put_i64(w, u->prompt_tokens);
+    put(w, ",\"completion_tokens\":");
+    put_i64(w, u->completion_tokens);
+    put(w, ",\"total_tokens\":");
+    put_i64(w, u->prompt_tokens + u->completion_tokens);
+    put(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    put_i64(w, u->cached_prompt_tokens);
+    put(w, "}}");
+}
+
+static void put_error(struct writer *w, const struct sb_api_error *err)
+{
+    put(w, "{\"error\":{\"message\":");
+    put_json(w, sb_str_c(err->message));
+    put(w, ",\"type\":");
+    put_json(w, sb_str_c(err->type ? err->type : "server_error"));
+    put(w, ",\"param\":");
+    if (err->param[0])
+        put_json(w, sb_str_c(err->param));
+    else
+        put(w, "null");
+    put(w, ",\"code\":");
+    if (err->code)
+        put_json(w, sb_str_c(err->code));
+    else
+        put(w, "null");
+    put(w, "}}");
+}
+
+static int openai_write_error(const struct sb_api_error *err, struct sb_buf *out)
+{
+    struct writer w = {out, 0};
+    size_t mark = out->len;
+
+    put_error(&w, err);
+    return writer_finish(&w, mark);
+}
+
+static int openai_write_models(const struct sb_backend_info *models, size_t n, struct sb_buf *out)
+{
+    struct writer w = {out, 0};
+    size_t mark = out->len;
+
+    put(&w, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < n; i++) {
+        put(&w, i ? ",{\"id\":" : "{\"id\":");
+        put_json(&w, sb_str_c(models[i].name));
+        put(&w, ",\"object\":\"model\",\"created\":");
+        put_i64(&w, models[i].created);
+        put(&w, ",\"owned_by\":\"switchboard\"}");
+    }
+    put(&w, "]}");
+    return writer_finish(&w, mark);
+}
+
+/* =============================================================================================
+ * Rendering
+ * =========================================================================================== */
+
+/* One tool call being produced. For a stream only `started` is used (the first delta of an index
+ * carries id, type and name); a plain response accumulates the whole call. */
+struct tool_acc {
+    bool started;
+    struct sb_buf id;
+    struct sb_buf name;
+    struct sb_buf args;
+};
+
+enum phase {
+    PHASE_WAIT_START, /* render_init done; START must come first */
+    PHASE_OPEN,       /* deltas flow */
+    PHASE_DONE,       /* FINISH or ERROR rendered; nothing more is accepted */
+};
+
+struct openai_render {
+    const struct sb_request *req;
+    enum phase phase;
+    bool chat; /* chat.completion(.chunk) rather than text_completion */
+    char id[40];
+    int64_t created;
+    /* {"id":..,"object":..,"created":..,"model":.. — the part every chunk repeats, built once at
+     * START (the model name arrives with it). */
+    struct sb_buf head;
+    struct sb_buf text;     /* plain responses: the text so far (raw, escaped when written) */
+    struct tool_acc *calls; /* by index; n_calls entries allocated */
+    size_t n_calls;
+    size_t held; /* bytes in text and calls, bounded by OPENAI_MAX_ACCUM */
+    struct sb_usage usage;
+};
+
+/* The only place the phase changes; leaving for DONE also frees what was accumulated. */
+static void set_phase(struct openai_render *st, enum phase next);
+
+static void release(struct openai_render *st)
+{
+    sb_buf_free(&st->head);
+    sb_buf_free(&st->text);
+    for (size_t i = 0; i < st->n_calls; i++) {
+        sb_buf_free(&st->calls[i].id);
+        sb_buf_free(&st->calls[i].name);
+        sb_buf_free(&st->calls[i].args);
+    }
+    free(st->calls);
+    st->calls = NULL;
+    st->n_calls = 0;
+    st->held = 0;
+}
+
+static void set_phase(struct openai_render *st, enum phase next)
+{
+    if (next == PHASE_DONE)
+        release(st);
+    st->phase = next;
+}
+
+static int openai_render_init(void *state, const struct sb_request *req)
+{
+    struct openai_render *st = state;
+
+    st->req = req;
+    st->phase = PHASE_WAIT_START;
+    st->chat = req->kind == SB_REQ_CHAT;
+    sb_random_id(st->id, sizeof(st->id), st->chat ? "chatcmpl-" : "cmpl-");
+    st->created = sb_unix_time();
+    sb_buf_init(&st->head, OPENAI_MAX_HEAD);
+    sb_buf_init(&st->text, OPENAI_MAX_ACCUM);
+    return 0;
+}
+
+static void openai_render_deinit(void *state)
+{
+    release(state);
+}
+
+static int build_head(struct openai_render *st, struct sb_str model)
+{
+    static const char *const objects[2][2] = {
+        /* [chat][stream] */
+        {"text_completion", "text_completion"},
+        {"chat.completion", "chat.completion.chunk"},
+    };
+    struct writer w = {&st->head, 0};
+
+    if (model.len == 0)
+        model = st->req->model;
+    put(&w, "{\"id\":\"");
+    put(&w, st->id); /* base-62: nothing to escape */
+    put(&w, "\",\"object\":\"");
+    put(&w, objects[st->chat][st->req->stream]);
+    put(&w, "\",\"created\":");
+    put_i64(&w, st->created);
+    put(&w, ",\"model\":");
+    put_json(&w, model);
+    return w.rc;
+}
+
+/* "data: " + head + ,"choices":[ — then the caller writes the choice and calls chunk_close. */
+static void chunk_open(struct writer *w, const struct openai_render *st)
+{
+    put(w, "data: ");
+    put_str(w, sb_buf_view(&st->head));
+    put(w, ",\"choices\":[");
+}
+
+static void chunk_close(struct writer *w, const struct openai_render *st)
+{
+    /* With include_usage OpenAI sends "usage":null on every chunk but the last. */
+    put(w, st->req->include_usage ? "],\"usage\":null}\n\n" : "]}\n\n");
+}
+
+/* A chat chunk's choice around a delta: the delta's members are written between the two. */
+static void chat_choice_open(struct writer *w)
+{
+    put(w, "{\"index\":0,\"delta\":{");
+}
+
+static void chat_choice_close(struct writer *w, const char *finish)
+{
+    put(w, "},\"logprobs\":null,\"finish_reason\":");
+    if (finish) {
+        put(w, "\"");
+        put(w, finish);
+        put(w, "\"}");
+    } else {
+        put(w, "null}");
+    }
+}
+
+/* A text_completion choice; finish is NULL until the last chunk. */
+static void completion_choice(struct writer *w, struct sb_str text, struct sb_str more,
+                              const char *finish)
+{
+    put(w, "{\"text\":\"");
+    if (w->rc == 0)
+        w->rc = sb_buf_append_json_escaped(w->b, text);
+    if (w->rc == 0 && more.len)
+        w->rc = sb_buf_append_json_escaped(w->b, more);
+    put(w, "\",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+    if (finish) {
+        put(w, "\"");
+        put(w, finish);
+        put(w, "\"}");
+    } else {
+        put(w, "null}");
+    }
+}
+
+/* Returns the accumulator for a tool call index, growing the table as calls appear. */
+static int tool_slot(struct openai_render *st, int32_t index, struct tool_acc **out)
+{
+    size_t want;
+    struct tool_acc *grown;
+
+    if (index < 0 || index >= OPENAI_MAX_TOOL_CALLS)
+        return SB_ETOOBIG;
+    want = (size_t)index + 1;
+    if (want > st->n_calls) {
+        grown = realloc(st->calls, want * sizeof(*grown));
+        if (!grown)
+            return SB_ENOMEM;
+        for (size_t i = st->n_calls; i < want; i++) {
+            grown[i].started = false;
+            sb_buf_init(&grown[i].id, OPENAI_MAX_CALL_FIELD);
+            sb_buf_init(&grown[i].name, OPENAI_MAX_CALL_FIELD);
+            sb_buf_init(&grown[i].args, OPENAI_MAX_ACCUM);
+        }
+        st->calls = grown;
+        st->n_calls = want;
+    }
+    *out = &st->calls[index];
+    return 0;
+}
+
+/* Counts bytes against the response's bound before they are held. */
+static int hold(struct openai_render *st, size_t len)
+{
+    if (len > OPENAI_MAX_ACCUM - st->held)
+        return SB_ETOOBIG;
+    st->held += len;
+    return 0;
+}
+
+/* ---- streamed responses -------------------------------------------------------------------- */
+
+static void stream_start(struct writer *w, struct openai_render *st)
+{
+    if (st->chat) {
+        chunk_open(w, st);
+        chat_choice_open(w);
+        put(w, "\"role\":\"assistant\",\"content\":\"\"");
+        chat_choice_close(w, NULL);
+        chunk_close(w, st);
+    } else if (st->req->echo) {
+        chunk_open(w, st);
+        completion_choice(w, st->req->prompt, SB_STR_NULL, NULL);
+        chunk_close(w, st);
+    }
+}
+
+static void stream_text(struct writer *w, struct openai_render *st, struct sb_str text)
+{
+    if (text.len == 0)
+        return;
+    chunk_open(w, st);
+    if (st->chat) {
+        chat_choice_open(w);
+        put(w, "\"content\":");
+        put_json(w, text);
+        chat_choice_close(w, NULL);
+    } else {
+        completion_choice(w, text, SB_STR_NULL, NULL);
+    }
+    chunk_close(w, st);
+}
+
+static void stream_tool_call(struct writer *w, struct openai_render *st, const struct sb_event *ev)
+{
+    struct tool_acc *call = NULL;
+    char gen_id[40];
+    struct sb_str id = ev->tool_call.id;
+
+    if (!st->chat)
+        return; /* a completion has no tool calls to show */
+    if (w->rc == 0)
+        w->rc = tool_slot(st, ev->tool_call.index, &call);
+    if (w->rc)
+        return;
+    chunk_open(w, st);
+    chat_choice_open(w);
+    put(w, "\"tool_calls\":[{\"index\":");
+    put_i64(w, ev->tool_call.index);
+    if (!call->started) {
+        /* Clients key the call on its id; a backend that gave none still gets one. */
+        if (id.len == 0) {
+            sb_random_id(gen_id, sizeof(gen_id), "call_");
+            id = sb_str_c(gen_id);
+        }
+        put(w, ",\"id\":");
+        put_json(w, id);
+        put(w, ",\"type\":\"function\",\"function\":{\"name\":");
+        put_json(w, ev->tool_call.name);
+        put(w, ",\"arguments\":");
+    } else {
+        put(w, ",\"function\":{\"arguments\":");
+    }
+    put_json(w, ev->tool_call.arguments);
+    put(w, "}}]");
+    chat_choice_close(w, NULL);
+    chunk_close(w, st);
+    if (w->rc == 0)
+        call->started = true;
+}
+
+static void stream_finish(struct writer *w, struct openai_render *st, const struct sb_event *ev)
+{
+    const char *reason = finish_name(ev->finish.reason);
+
+    chunk_open(w, st);
+    if (st->chat) {
+        chat_choice_open(w);
+        chat_choice_close(w, reason);
+    } else {
+        completion_choice(w, SB_STR_NULL, SB_STR_NULL, reason);
+    }
+    chunk_close(w, st);
+    if (st->req->include_usage) {
+        put(w, "data: ");
+        put_str(w, sb_buf_view(&st->head));
+        put(w, ",\"choices\":[],\"usage\":");
+        put_usage(w, &st->usage);
+        put(w, "}\n\n");
+    }
+    put(w, "data: [DONE]\n\n");
+}
+
+/* An error after the stream began: OpenAI's error object as one more event, and no [DONE], so that
+ * SDKs raise instead of treating the cut-short output as complete. */
+static void stream_error(struct writer *w, const struct sb_event *ev)
+{
+    struct sb_api_error err;
+
+    sb_api_error_from_event(ev, &err);
+    put(w, "data: ");
+    put_error(w, &err);
+    put(w, "\n\n");
+}
+
+static int render_stream(struct openai_render *st, const struct sb_event *ev, struct writer *w)
+{
+    switch (ev->type) {
+    case SB_EV_START: stream_start(w, st); break;
+    case SB_EV_TEXT: stream_text(w, st, ev->text.text); break;
+    case SB_EV_TOOL_CALL: stream_tool_call(w, st, ev); break;
+    case SB_EV_USAGE: st->usage = ev->usage; break;
+    case SB_EV_FINISH: stream_finish(w, st, ev); break;
+    case SB_EV_ERROR: stream_error(w, ev); break;
+    case SB_EV_EMBEDDING: return SB_EINVAL;
+    }
+    return 0;
+}
+
+/* ---- plain responses ----------------------------------------------------------------------- */
+
+static int hold_tool_call(struct openai_render *st, const struct sb_event *ev)
+{
+    struct tool_acc *call = NULL;
+    int rc;
+
+    if (!st->chat)
+        return 0;
+    rc = tool_slot(st, ev->tool_call.index, &call);
+    if (rc == 0)
+        rc = hold(st, ev->tool_call.id.len + ev->tool_call.name.len + ev->tool_call.arguments.len);
+    if (rc == 0 && !call->started) {
+        call->started = true;
+        rc = sb_buf_append_str(&call->id, ev->tool_call.id);
+        if (rc == 0)
+            rc = sb_buf_append_str(&call->name, ev->tool_call.name);
+    }
+    if (rc == 0)
+        rc = sb_buf_append_str(&call->args, ev->tool_call.arguments);
+    return rc;
+}
+
+static void put_tool_calls(struct writer *w, struct openai_render *st)
+{
+    bool first = true;
+    char gen_id[40];
+
+    put(w, ",\"tool_calls\":[");
+    for (size_t i = 0; i < st->n_calls; i++) {
+        struct tool_acc *c = &st->calls[i];
+        struct sb_str id = sb_buf_view(&c->id);
+        if (!c->started)
+            continue;
+        if (id.len == 0) {
+            sb_random_id(gen_id, sizeof(gen_id), "call_");
+            id = sb_str_c(gen_id);
+        }
+        put(w, first ? "{\"id\":" : ",{\"id\":");
+        first = false;
+        put_json(w, id);
+        put(w, ",\"type\":\"function\",\"function\":{\"name\":");
+        put_json(w, sb_buf_view(&c->name));
+        put(w, ",\"arguments\":");
+        put_json(w, sb_buf_view(&c->args));
+        put(w, "}}");
+    }
+    put(w, "]");
+}
+
+static void plain_finish(struct writer *w, struct openai_render *st, const struct sb_event *ev)
+{
+    const char *reason = finish_name(ev->finish.reason);
+    bool has_calls = false;
+
+    for (size_t i = 0; i < st->n_calls && !has_calls; i++)
+        has_calls = st->calls[i].started;
+    put_str(w, sb_buf_view(&st->head));
+    put(w, ",\"choices\":[");
+    if (st->chat) {
+        put(w, "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        /* OpenAI's convention: a turn that only calls tools has null content. */
+        if (has_calls && st->text.len == 0)
+            put(w, "null");
+        else
+            put_json(w, sb_buf_view(&st->text));
+        put(w, ",\"refusal\":null");
+        if (has_calls)
+            put_tool_calls(w, st);
+        put(w, "},\"logprobs\":null,\"finish_reason\":\"");
+        put(w, reason);
+        put(w, "\"}");
+    } else {
+        completion_choice(w, st->req->echo ? st->req->prompt : SB_STR_NULL, sb_buf_view(&st->text),
+                          reason);
+    }
+    put(w, "],\"usage\":");
+    put_usage(w, &st->usage);
+    put(w, "}");
+}
+
+static int render_plain(struct openai_render *st, const struct sb_event *ev, struct writer *w)
+{
+    int rc = 0;
+
+    switch (ev->type) {
+    case SB_EV_START: break;
+    case SB_EV_TEXT:
+        rc = hold(st, ev->text.text.len);
+        if (rc == 0)
+            rc = sb_buf_append_str(&st->text, ev->text.text);
+        break;
+    case SB_EV_TOOL_CALL: rc = hold_tool_call(st, ev); break;
+    case SB_EV_USAGE: st->usage = ev->usage; break;
+    case SB_EV_FINISH: plain_finish(w, st, ev); break;
+    case SB_EV_ERROR: /* the HTTP layer answers these with write_error; see api.h */
+    case SB_EV_EMBEDDING: rc = SB_ESTATE; break;
+    }
+    return rc;
+}
+
+static int openai_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
+{
+    struct openai_render *st = state;
+    struct writer w = {out, 0};
+    size_t mark = out->len;
+    int rc;
+
+    /* START exactly once and first; nothing after FINISH or ERROR. */
+    if (st->phase == PHASE_DONE || (st->phase == PHASE_WAIT_START) != (ev->type == SB_EV_START))
+        return SB_ESTATE;
+    if (ev->type == SB_EV_START) {
+        rc = build_head(st, ev->start.model);
+        if (rc)
+            goto fail;
+        set_phase(st, PHASE_OPEN);
+    }
+    rc = st->req->stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);
+    if (rc == 0)
+        rc = writer_finish(&w, mark);
+    if (rc)
+        goto fail;
+    if (ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
+        set_phase(st, PHASE_DONE);
+    return 0;
+
+fail:
+    truncate_to(out, mark);
+    /* A response that failed to render cannot be continued: a later event would either repeat
+     * the failure or send output with a hole in it. */
+    set_phase(st, PHASE_DONE);
+    return rc;
+}
+
+const struct sb_codec sb_openai_codec = {
+    .api = SB_API_OPENAI,
+    .name = "openai",
+    .stream_content_type = "text/event-stream",
+    .parse = openai_parse,
+    .write_error = openai_write_error,
+    .render_size = sizeof(struct openai_render),
+    .render_init = openai_render_init,
+    .render_event = openai_render_event,
+    .render_deinit = openai_render_deinit,
+    .write_models = openai_write_models,
+};

@@ -1,0 +1,595 @@
+/* The anthropic backend: Anthropic's Messages API (POST {base_url}/v1/messages, always streamed
+ * upstream), the canonical request rendered as its JSON body, its event stream decoded by
+ * anthropic_sse.c, sent through the loop's upstream client. */
+#include "backend/anthropic.h"
+
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ANTHROPIC_DEFAULT_BASE_URL "https://api.anthropic.com"
+
+/* -----------------------------------------------------------------------------------------------
+ * Request rendering
+ * --------------------------------------------------------------------------------------------- */
+
+static int fail_msg(char *err, size_t err_size, int code, const char *fmt, ...) SB_PRINTF(4, 5);
+static int fail_msg(char *err, size_t err_size, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err_size > 0 && vsnprintf(err, err_size, fmt, ap) < 0)
+        err[0] = '\0';
+    va_end(ap);
+    return code;
+}
+
+/* The messages array being written: consecutive blocks of one role share a turn, because the
+ * API wants user and assistant turns to alternate. */
+struct turns {
+    struct sb_buf *b;
+    const char *role; /* the open turn's, or NULL */
+    bool first_block; /* the open turn has no block yet */
+    size_t n;         /* turns written */
+};
+
+/* Opens a turn for role if the open one is another role's, and writes the separator before the
+ * block that follows. */
+static int block_begin(struct turns *t, const char *role)
+{
+    int rc = SB_OK;
+    if (t->role == NULL || strcmp(t->role, role) != 0) {
+        if (t->role)
+            rc = sb_buf_append_c(t->b, "]}");
+        if (rc == SB_OK)
+            rc = sb_buf_printf(t->b, "%s{\"role\":\"%s\",\"content\":[", t->n ? "," : "", role);
+        t->role = role;
+        t->first_block = true;
+        t->n++;
+    }
+    if (rc == SB_OK && !t->first_block)
+        rc = sb_buf_append_char(t->b, ',');
+    t->first_block = false;
+    return rc;
+}
+
+static int write_text_block(struct sb_buf *b, struct sb_str text)
+{
+    int rc = sb_buf_append_c(b, "{\"type\":\"text\",\"text\":");
+    if (rc == SB_OK)
+        rc = sb__cloud_json_string(b, text);
+    if (rc == SB_OK)
+        rc = sb_buf_append_char(b, '}');
+    return rc;
+}
+
+/* An image as a base64 source (from data or a data: URL) or a URL source. */
+static int write_image_block(struct sb_buf *b, const struct sb_part *part, char *err,
+                             size_t err_size)
+{
+    struct sb_str media = part->media_type, data = part->data;
+    static const struct sb_str data_prefix = SB_STR_LIT("data:");
+    static const struct sb_str b64_marker = SB_STR_LIT(";base64,");
+    int rc;
+
+    if (data.len == 0 && sb_str_starts_with(part->url, data_prefix)) {
+        ptrdiff_t at = sb_str_find(part->url, b64_marker);
+        if (at < 0)
+            return fail_msg(err, err_size, SB_EINVAL,
+                            "an image data: URL must be base64-encoded for Anthropic");
+        media = (struct sb_str){part->url.p + data_prefix.len, (size_t)at - data_prefix.len};
+        data = (struct sb_str){part->url.p + at + b64_marker.len,
+                               part->url.len - (size_t)at - b64_marker.len};
+    }
+    if (data.len > 0) {
+        if (media.len == 0)
+            return fail_msg(err, err_size, SB_EINVAL, "an image has no media type");
+        rc = sb_buf_append_c(b,
+                             "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_string(b, media);
+        if (rc == SB_OK)
+            rc = sb_buf_append_c(b, ",\"data\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_string(b, data);
+    } else {
+        if (part->url.len == 0)
+            return fail_msg(err, err_size, SB_EINVAL, "an image has neither data nor a URL");
+        rc = sb_buf_append_c(b, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_string(b, part->url);
+    }
+    if (rc == SB_OK)
+        rc = sb_buf_append_c(b, "}}");
+    return rc;
+}
+
+/* The content parts of a message as blocks of the open turn (empty text is dropped: the API
+ * rejects it). When t is NULL the blocks go straight into b, comma-separated, and *n counts them.
+ */
+static int write_parts(struct turns *t, struct sb_buf *b, const char *role,
+                       const struct sb_message *m, size_t *n, char *err, size_t err_size)
+{
+    int rc = SB_OK;
+    for (size_t i = 0; rc == SB_OK && i < m->n_parts; i++) {
+        const struct sb_part *part = &m->parts[i];
+        if (part->type == SB_PART_TEXT && part->text.len == 0)
+            continue;
+        if (t)
+            rc = block_begin(t, role);
+        else if (*n > 0)
+            rc = sb_buf_append_char(b, ',');
+        if (rc != SB_OK)
+            break;
+        if (part->type == SB_PART_TEXT)
+            rc = write_text_block(b, part->text);
+        else
+            rc = write_image_block(b, part, err, err_size);
+        (*n)++;
+    }
+    return rc;
+}
+
+static int write_tool_use(struct turns *t, const struct sb_tool_call *tc, size_t msg_index,
+                          char *err, size_t err_size)
+{
+    struct sb_buf *b = t->b;
+    struct sb_str args = tc->arguments;
+
+    if (tc->id.len == 0 || tc->name.len == 0)
+        return fail_msg(err, err_size, SB_EINVAL,
+                        "messages[%zu]: a tool call needs an id and a name", msg_index);
+    if (args.len == 0)
+        args = SB_STR_LIT("{}");
+    else if (!sb__cloud_json_is_object(args))
+        return fail_msg(err, err_size, SB_EINVAL,
+                        "messages[%zu]: the arguments of tool call %.*s are not a JSON object",
+                        msg_index, (int)SB_MIN(tc->id.len, 64), tc->id.p);
+    int rc = block_begin(t, "assistant");
+    if (rc == SB_OK)
+        rc = sb_buf_append_c(b, "{\"type\":\"tool_use\",\"id\":");
+    if (rc == SB_OK)
+        rc = sb__cloud_json_string(b, tc->id);
+    if (rc == SB_OK)
+        rc = sb_buf_append_c(b, ",\"name\":");
+    if (rc == SB_OK)
+        rc = sb__cloud_json_string(b, tc->name);
+    if (rc == SB_OK)
+        rc = sb_buf_append_c(b, ",\"input\":");
+    if (rc == SB_OK)
+        rc = sb_buf_append_str(b, args);
+    if (rc == SB_OK)
+        rc = sb_buf_append_char(b, '}');
+    return rc;
+}
+
+/* A tool message: one tool_result block in a user turn. */
+static int write_tool_result(struct turns *t, const struct sb_message *m, size_t msg_index,
+                             char *err, size_t err_size)
+{
+    struct sb_buf *b = t->b;
+    if (m->tool_call_id.len == 0)
+        return fail_msg(err, err_size, SB_EINVAL,
+                        "messages[%zu]: a tool message needs tool_call_id", msg_index);
+    int rc = block_begin(t, "user");
+    if (rc == SB_OK)
+        rc = sb_buf_append_c(b, "{\"type\":\"tool_result\",\"tool_use_id\":");
+    if (rc == SB_OK)
+        rc = sb__cloud_json_string(b, m->tool_call_id);
+    bool any = false;
+    for (size_t i = 0; i < m->n_parts; i++)
+        any = any || m->parts[i].type != SB_PART_TEXT || m->parts[i].text.len > 0;
+    if (rc == SB_OK && any) {
+        size_t n = 0;
+        rc = sb_buf_append_c(b, ",\"content\":[");
+        if (rc == SB_OK)
+            rc = write_parts(NULL, b, "user", m, &n, err, err_size);
+        if (rc == SB_OK)
+            rc = sb_buf_append_char(b, ']');
+    }
+    if (rc == SB_OK)
+        rc = sb_buf_append_char(b, '}');
+    return rc;
+}
+
+static int write_messages(const struct sb_request *req, struct sb_buf *b, char *err,
+                          size_t err_size)
+{
+    struct turns t = {.b = b};
+    int rc = sb_buf_append_c(b, ",\"messages\":[");
+
+    if (req->kind == SB_REQ_COMPLETION) {
+        /* Anthropic has no completion API: the prompt is the user's one message. */
+        if (rc == SB_OK)
+            rc = block_begin(&t, "user");
+        if (rc == SB_OK)
+            rc = write_text_block(b, req->prompt);
+    }
+    for (size_t i = 0; rc == SB_OK && req->kind == SB_REQ_CHAT && i < req->n_messages; i++) {
+        const struct sb_message *m = &req->messages[i];
+        size_t n = 0;
+        switch (m->role) {
+        case SB_ROLE_SYSTEM: break; /* the top-level "system" */
+        case SB_ROLE_USER: rc = write_parts(&t, b, "user", m, &n, err, err_size); break;
+        case SB_ROLE_TOOL: rc = write_tool_result(&t, m, i, err, err_size); break;
+        case SB_ROLE_ASSISTANT:
+            rc = write_parts(&t, b, "assistant", m, &n, err, err_size);
+            for (size_t k = 0; rc == SB_OK && k < m->n_tool_calls; k++)
+                rc = write_tool_use(&t, &m->tool_calls[k], i, err, err_size);
+            break;
+        }
+    }
+    if (rc == SB_OK && t.n == 0)
+        return fail_msg(err, err_size, SB_EINVAL, "the request has no user or assistant content");
+    if (rc == SB_OK)
+        rc = sb_buf_append_c(b, "]}]");
+    return rc;
+}
+
+/* Every system message's text, joined by blank lines, as the top-level "system" string. */
+static int write_system(const struct sb_request *req, struct sb_buf *b)
+{
+    bool any = false;
+    int rc = SB_OK;
+    for (size_t i = 0; rc == SB_OK && i < req->n_messages; i++) {
+        const struct sb_message *m = &req->messages[i];
+        for (size_t k = 0; rc == SB_OK && m->role == SB_ROLE_SYSTEM && k < m->n_parts; k++) {
+            if (m->parts[k].type != SB_PART_TEXT || m->parts[k].text.len == 0)
+                continue;
+            rc = sb_buf_append_c(b, any ? "\\n\\n" : ",\"system\":\"");
+            if (rc == SB_OK)
+                rc = sb_buf_append_json_escaped(b, m->parts[k].text);
+            any = true;
+        }
+    }
+    if (rc == SB_OK && any)
+        rc = sb_buf_append_char(b, '"');
+    return rc;
+}
+
+static int write_tools(const struct sb_request *req, struct sb_buf *b, char *err, size_t err_size)
+{
+    static const char *const choice_types[] = {
+        [SB_TOOL_CHOICE_AUTO] = "auto",
+        [SB_TOOL_CHOICE_NONE] = "none",
+        [SB_TOOL_CHOICE_REQUIRED] = "any",
+        [SB_TOOL_CHOICE_NAMED] = "tool",
+    };
+    int rc = SB_OK;
+
+    if (req->n_tools == 0)
+        return SB_OK;
+    rc = sb_buf_append_c(b, ",\"tools\":[");
+    for (size_t i = 0; rc == SB_OK && i < req->n_tools; i++) {
+        const struct sb_tool *tool = &req->tools[i];
+        struct sb_str schema = tool->parameters;
+        if (schema.len == 0)
+            schema = SB_STR_LIT("{\"type\":\"object\",\"properties\":{}}");
+        else if (!sb__cloud_json_is_object(schema))
+            return fail_msg(err, err_size, SB_EINVAL,
+                            "tools[%zu]: parameters must be a JSON Schema object", i);
+        rc = sb_buf_append_c(b, i ? ",{\"name\":" : "{\"name\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_string(b, tool->name);
+        if (rc == SB_OK && tool->description.len) {
+            rc = sb_buf_append_c(b, ",\"description\":");
+            if (rc == SB_OK)
+                rc = sb__cloud_json_string(b, tool->description);
+        }
+        if (rc == SB_OK)
+            rc = sb_buf_append_c(b, ",\"input_schema\":");
+        if (rc == SB_OK)
+            rc = sb_buf_append_str(b, schema);
+        if (rc == SB_OK)
+            rc = sb_buf_append_char(b, '}');
+    }
+    if (rc != SB_OK)
+        return rc;
+    if ((size_t)req->tool_choice >= SB_ARRAY_LEN(choice_types))
+        return fail_msg(err, err_size, SB_EINVAL, "an unknown tool_choice");
+    rc = sb_buf_printf(b, "],\"tool_choice\":{\"type\":\"%s\"", choice_types[req->tool_choice]);
+    if (rc == SB_OK && req->tool_choice == SB_TOOL_CHOICE_NAMED) {
+        rc = sb_buf_append_c(b, ",\"name\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_string(b, req->tool_choice_name);
+    }
+    if (rc == SB_OK && !req->parallel_tool_calls && req->tool_choice != SB_TOOL_CHOICE_NONE)
+        rc = sb_buf_append_c(b, ",\"disable_parallel_tool_use\":true");
+    if (rc == SB_OK)
+        rc = sb_buf_append_char(b, '}');
+    return rc;
+}
+
+static int write_sampling(const struct sb_request *req, struct sb_buf *b)
+{
+    const struct sb_sampling *s = &req->sampling;
+    int rc = SB_OK;
+
+    if (s->temperature != SB_UNSET_F) {
+        /* OpenAI's range is [0, 2], Anthropic's [0, 1]. */
+        rc = sb_buf_append_c(b, ",\"temperature\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_float(b, SB_MAX(0.0f, SB_MIN(s->temperature, 1.0f)));
+    }
+    if (rc == SB_OK && s->top_p != SB_UNSET_F) {
+        rc = sb_buf_append_c(b, ",\"top_p\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_float(b, s->top_p);
+    }
+    if (rc == SB_OK && s->top_k > 0)
+        rc = sb_buf_printf(b, ",\"top_k\":%d", (int)s->top_k);
+    for (size_t i = 0; rc == SB_OK && i < req->n_stop; i++) {
+        rc = sb_buf_append_c(b, i ? "," : ",\"stop_sequences\":[");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_string(b, req->stop[i]);
+    }
+    if (rc == SB_OK && req->n_stop > 0)
+        rc = sb_buf_append_char(b, ']');
+    return rc;
+}
+
+int sb__anthropic_render(const struct sb_request *req, struct sb_str model, struct sb_buf *out,
+                         char *err, size_t err_size)
+{
+    if (err_size > 0)
+        err[0] = '\0';
+    if (req->kind != SB_REQ_CHAT && req->kind != SB_REQ_COMPLETION)
+        return fail_msg(err, err_size, SB_EUNSUPPORTED, "Anthropic models serve no embeddings");
+
+    int64_t max_tokens = req->max_tokens > 0 ? req->max_tokens : SB__ANTHROPIC_DEFAULT_MAX_TOKENS;
+    int rc = sb_buf_append_c(out, "{\"model\":");
+    if (rc == SB_OK)
+        rc = sb__cloud_json_string(out, model);
+    if (rc == SB_OK)
+        rc = sb_buf_printf(out, ",\"max_tokens\":%lld,\"stream\":true", (long long)max_tokens);
+    if (rc == SB_OK)
+        rc = write_system(req, out);
+    if (rc == SB_OK)
+        rc = write_messages(req, out, err, err_size);
+    if (rc == SB_OK)
+        rc = write_tools(req, out, err, err_size);
+    if (rc == SB_OK)
+        rc = write_sampling(req, out);
+    if (rc == SB_OK && req->user.len > 0) {
+        rc = sb_buf_append_c(out, ",\"metadata\":{\"user_id\":");
+        if (rc == SB_OK)
+            rc = sb__cloud_json_string(out, req->user);
+        if (rc == SB_OK)
+            rc = sb_buf_append_char(out, '}');
+    }
+    if (rc == SB_OK)
+        rc = sb_buf_append_char(out, '}');
+    if (rc == SB_EINVAL && err_size > 0 && err[0] == '\0')
+        fail_msg(err, err_size, rc, "a sampling value is not a finite number");
+    return rc;
+}
+
+/* -----------------------------------------------------------------------------------------------
+ * The backend
+ * --------------------------------------------------------------------------------------------- */
+
+struct anthropic_backend {
+    struct sb_backend base;
+    char *name;    /* the alias */
+    char *url;     /* .../v1/messages */
+    char *model;   /* the provider's model id */
+    char *api_key; /* secret: only ever in the x-api-key header */
+    struct sb_upstream_timeouts timeouts;
+    int64_t n_ctx;
+    int64_t created;
+};
+
+static void *codec_create(sb__sink_fn sink, void *ud)
+{
+    return sb__anth_stream_new(sink, ud);
+}
+
+static int codec_feed(void *dec, const char *p, size_t len)
+{
+    return sb__anth_stream_feed(dec, p, len);
+}
+
+static void codec_eof(void *dec)
+{
+    sb__anth_stream_eof(dec);
+}
+
+static void codec_http_error(void *dec, int status, struct sb_str body, struct sb_str hdr,
+                             uint32_t retry_after_ms)
+{
+    SB_UNUSED(hdr);
+    sb__anth_stream_http_error(dec, status, body, retry_after_ms);
+}
+
+static void codec_free(void *dec)
+{
+    sb__anth_stream_free(dec);
+}
+
+static const struct sb__cloud_codec anthropic_codec = {
+    .provider = "anthropic",
+    .create = codec_create,
+    .feed = codec_feed,
+    .eof = codec_eof,
+    .http_error = codec_http_error,
+    .error_header = NULL,
+    .free = codec_free,
+};
+
+static void backend_destroy(struct anthropic_backend *b)
+{
+    if (!b)
+        return;
+    free(b->name);
+    free(b->url);
+    free(b->model);
+    if (b->api_key) {
+        OPENSSL_cleanse(b->api_key, strlen(b->api_key));
+        free(b->api_key);
+    }
+    free(b);
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* base_url + "/v1/messages"; a base_url that already ends in /v1 gets only "/messages". */
+static char *messages_url(const char *base_url)
+{
+    struct sb_buf u;
+    sb_buf_init(&u, 4096);
+    struct sb_str base = sb_str_c(base_url && *base_url ? base_url : ANTHROPIC_DEFAULT_BASE_URL);
+    while (base.len > 0 && base.p[base.len - 1] == '/')
+        base.len--;
+    bool has_v1 = base.len >= 3 && memcmp(base.p + base.len - 3, "/v1", 3) == 0;
+    int rc = sb_buf_append_str(&u, base);
+    if (rc == SB_OK)
+        rc = sb_buf_append_c(&u, has_v1 ? "/messages" : "/v1/messages");
+    char *s = rc == SB_OK ? sb_buf_steal(&u) : NULL;
+    sb_buf_free(&u);
+    return s;
+}
+
+static int anthropic_create(const struct sb_model_config *cfg, struct sb_backend **out, char *err,
+                            size_t err_size)
+{
+    struct anthropic_backend *b = NULL;
+    int rc;
+
+    *out = NULL;
+    if (!cfg->api_key || !*cfg->api_key) {
+        rc = fail_msg(err, err_size, SB_EINVAL,
+                      "model '%s' (line %d): backend anthropic needs api_key, e.g. "
+                      "api_key: ${ANTHROPIC_API_KEY}",
+                      cfg->name ? cfg->name : "?", cfg->line);
+        goto fail;
+    }
+    if (cfg->base_url && strncmp(cfg->base_url, "http://", 7) != 0 &&
+        strncmp(cfg->base_url, "https://", 8) != 0) {
+        rc = fail_msg(err, err_size, SB_EINVAL,
+                      "model '%s' (line %d): base_url must start with http:// or https://",
+                      cfg->name ? cfg->name : "?", cfg->line);
+        goto fail;
+    }
+    b = calloc(1, sizeof *b);
+    if (!b) {
+        rc = fail_msg(err, err_size, SB_ENOMEM, "out of memory");
+        goto fail;
+    }
+    b->base.ops = &sb_anthropic_backend_ops;
+    b->name = dup_or_null(cfg->name ? cfg->name : "anthropic");
+    b->url = messages_url(cfg->base_url);
+    b->model =
+        dup_or_null(cfg->upstream_model && *cfg->upstream_model ? cfg->upstream_model : cfg->name);
+    b->api_key = strdup(cfg->api_key);
+    if (!b->name || !b->url || !b->model || !b->api_key) {
+        rc = fail_msg(err, err_size, SB_ENOMEM, "out of memory");
+        goto fail;
+    }
+    b->timeouts =
+        (struct sb_upstream_timeouts){cfg->timeouts.connect_ms, cfg->timeouts.first_byte_ms,
+                                      cfg->timeouts.idle_ms, cfg->timeouts.total_ms};
+    b->n_ctx = cfg->n_ctx;
+    b->created = sb_unix_time();
+    *out = &b->base;
+    return SB_OK;
+
+fail:
+    backend_destroy(b);
+    return rc;
+}
+
+static int anthropic_start(struct sb_backend *base, struct sb_call *call)
+{
+    struct anthropic_backend *b = (struct anthropic_backend *)base;
+    struct sb_buf body, key_header;
+    char err[512];
+    int rc;
+
+    sb_buf_init(&body, SB__ANTHROPIC_BODY_MAX);
+    sb_buf_init(&key_header, 4096);
+    if (!call || !call->req) {
+        rc = SB_EINVAL;
+        goto fail;
+    }
+    rc = sb__anthropic_render(call->req, sb_str_c(b->model), &body, err, sizeof err);
+    if (rc == SB_EINVAL || rc == SB_EUNSUPPORTED) {
+        /* The client's request cannot be said in Anthropic's terms: tell it why. */
+        rc = sb__cloud_call_fail(call, b->name, rc, 400, err);
+        goto fail;
+    }
+    if (rc != SB_OK)
+        goto fail;
+    rc = sb_buf_printf(&key_header, "x-api-key: %s", b->api_key);
+    if (rc != SB_OK)
+        goto fail;
+    const char *headers[] = {
+        "content-type: application/json",
+        "accept: text/event-stream",
+        "anthropic-version: " SB__ANTHROPIC_VERSION,
+        key_header.p,
+    };
+    struct sb_upstream_request r = {
+        .method = "POST",
+        .url = b->url,
+        .headers = headers,
+        .n_headers = SB_ARRAY_LEN(headers),
+        .body = sb_buf_view(&body),
+        .timeouts = b->timeouts,
+    };
+    rc = sb__cloud_call_start(call, b->name, b->model, &anthropic_codec, &r);
+
+fail:
+    if (key_header.p)
+        OPENSSL_cleanse(key_header.p, key_header.len);
+    sb_buf_free(&key_header);
+    sb_buf_free(&body);
+    return rc;
+}
+
+static void anthropic_cancel(struct sb_backend *base, struct sb_call *call)
+{
+    SB_UNUSED(base);
+    sb__cloud_call_cancel(call);
+}
+
+static void anthropic_info(const struct sb_backend *base, struct sb_backend_info *out)
+{
+    const struct anthropic_backend *b = (const struct anthropic_backend *)base;
+    *out = (struct sb_backend_info){0};
+    out->name = b->name;
+    out->kind = "anthropic";
+    out->n_ctx = b->n_ctx;
+    out->ready = true;
+    out->embeddings = false;
+    out->created = b->created;
+}
+
+static int anthropic_count_tokens(struct sb_backend *base, struct sb_str text, int64_t *out)
+{
+    SB_UNUSED(base);
+    SB_UNUSED(text);
+    *out = 0;
+    return SB_EUNSUPPORTED;
+}
+
+static void anthropic_free(struct sb_backend *base)
+{
+    backend_destroy((struct anthropic_backend *)base);
+}
+
+const struct sb_backend_ops sb_anthropic_backend_ops = {
+    .kind = "anthropic",
+    .create = anthropic_create,
+    .start = anthropic_start,
+    .cancel = anthropic_cancel,
+    .info = anthropic_info,
+    .count_tokens = anthropic_count_tokens,
+    .tokenize = NULL,
+    .render_prompt = NULL,
+    .free = anthropic_free,
+};

@@ -1,0 +1,414 @@
+/* Bedrock's ConverseStream response decoded into canonical events: event-stream frames (CRCs
+ * checked by eventstream.c), then one handler per :event-type (messageStart, contentBlockStart,
+ * contentBlockDelta, contentBlockStop, messageStop, metadata), and exception frames and HTTP
+ * errors mapped to canonical error events. */
+#include "backend/bedrock.h"
+#include "backend/eventstream.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define BEDROCK_MAX_BLOCKS 1024 /* content blocks in one message */
+#define BEDROCK_FRAME_MAX  (16u << 20)
+
+enum block_kind { BLOCK_NONE, BLOCK_TEXT, BLOCK_TOOL, BLOCK_OTHER };
+
+struct block {
+    enum block_kind kind;
+    int32_t tool_index; /* BLOCK_TOOL: the canonical tool-call index */
+    bool args_seen;     /* BLOCK_TOOL: a non-empty arguments piece was emitted */
+};
+
+struct sb__bedrock_stream {
+    sb__sink_fn sink;
+    void *ud;
+    struct sb__es_decoder frames;
+    struct block *blocks;
+    size_t n_blocks;
+    int32_t n_tools;
+    struct sb_usage usage;
+    enum sb_finish_reason reason;
+    struct sb_buf stop_sequence;
+    bool started;
+    bool stopped;   /* messageStop came */
+    bool have_meta; /* metadata came */
+    bool ended;     /* an end was emitted, or the sink said stop */
+};
+
+/* -----------------------------------------------------------------------------------------------
+ * Errors
+ * --------------------------------------------------------------------------------------------- */
+
+/* AWS's error and exception types (lower camel case in stream frames, upper in the HTTP
+ * x-amzn-ErrorType header: compared ignoring case), as a client of the gateway should see them. */
+static const struct {
+    const char *type;
+    int http_status;
+    bool retryable;
+} exceptions[] = {
+    {"throttlingException", 429, true},          {"serviceUnavailableException", 503, true},
+    {"modelNotReadyException", 503, true},       {"internalServerException", 502, true},
+    {"modelStreamErrorException", 502, true},    {"modelErrorException", 502, false},
+    {"modelTimeoutException", 504, true},        {"validationException", 400, false},
+    {"resourceNotFoundException", 404, false},   {"accessDeniedException", 403, false},
+    {"unrecognizedClientException", 403, false}, /* an unknown access key id */
+    {"invalidSignatureException", 403, false},   /* a wrong secret, or a signing bug */
+    {"expiredTokenException", 403, false},       {"serviceQuotaExceededException", 429, false},
+};
+
+static int emit(struct sb__bedrock_stream *s, const struct sb_event *ev)
+{
+    if (s->ended)
+        return 1;
+    if (s->sink(s->ud, ev) != 0 || ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
+        s->ended = true;
+    return s->ended;
+}
+
+static int malformed(struct sb__bedrock_stream *s, const char *what)
+{
+    if (!s->ended)
+        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0, "bedrock: malformed stream: %s",
+                       what);
+    s->ended = true;
+    return 1;
+}
+
+/* The type's entry, comparing only up to a ':' (the header appends a URL), or NULL. */
+static int find_exception(struct sb_str type)
+{
+    const char *colon = type.len ? memchr(type.p, ':', type.len) : NULL;
+    size_t len = colon ? (size_t)(colon - type.p) : type.len;
+    for (size_t i = 0; i < SB_ARRAY_LEN(exceptions); i++) {
+        if (strlen(exceptions[i].type) == len && strncasecmp(exceptions[i].type, type.p, len) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+/* AWS's message from an error payload: "message", or "Message" as some services spell it. */
+static const char *aws_message(json_t *j)
+{
+    const char *m = json_string_value(json_object_get(j, "message"));
+    return m ? m : json_string_value(json_object_get(j, "Message"));
+}
+
+static void emit_exception(struct sb__bedrock_stream *s, struct sb_str type, struct sb_str payload)
+{
+    json_t *j = payload.len ? json_loadb(payload.p, payload.len, 0, NULL) : NULL;
+    const char *msg = aws_message(j);
+    int i = find_exception(type);
+    sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, i >= 0 ? exceptions[i].http_status : 502,
+                   i >= 0 && exceptions[i].retryable, 0, "bedrock: %.*s: %s",
+                   (int)SB_MIN(type.len, 128), type.p ? type.p : "", msg ? msg : "no message");
+    s->ended = true;
+    json_decref(j);
+}
+
+void sb__bedrock_stream_http_error(struct sb__bedrock_stream *s, int status, struct sb_str body,
+                                   struct sb_str error_type, uint32_t retry_after_ms)
+{
+    json_t *j = body.len ? json_loadb(body.p, body.len, 0, NULL) : NULL;
+    const char *msg = aws_message(j);
+    struct sb_str type = error_type;
+    if (type.len == 0)
+        type = sb_str_c(json_string_value(json_object_get(j, "__type")));
+    const char *colon = type.len ? memchr(type.p, ':', type.len) : NULL;
+    if (colon)
+        type.len = (size_t)(colon - type.p);
+    int mapped;
+    bool retryable;
+    sb__map_http_status(status, &mapped, &retryable);
+    const char *what =
+        status == 401 || status == 403 ? "bedrock refused the credentials" : "bedrock";
+    sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
+                   "%s (HTTP %d%s%.*s): %s", what, status, type.len ? ", " : "",
+                   (int)SB_MIN(type.len, 128), type.p ? type.p : "", msg ? msg : "no message");
+    s->ended = true;
+    json_decref(j);
+}
+
+/* -----------------------------------------------------------------------------------------------
+ * Event handlers
+ * --------------------------------------------------------------------------------------------- */
+
+static struct sb_str jstr(json_t *j)
+{
+    if (!json_is_string(j))
+        return SB_STR_NULL;
+    return (struct sb_str){json_string_value(j), json_string_length(j)};
+}
+
+static struct block *block_at(struct sb__bedrock_stream *s, json_t *j)
+{
+    json_t *idx = json_object_get(j, "contentBlockIndex");
+    if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
+        json_integer_value(idx) >= BEDROCK_MAX_BLOCKS)
+        return NULL;
+    size_t i = (size_t)json_integer_value(idx);
+    if (i >= s->n_blocks) {
+        struct block *nb = realloc(s->blocks, (i + 1) * sizeof *nb);
+        if (!nb)
+            return NULL;
+        memset(nb + s->n_blocks, 0, (i + 1 - s->n_blocks) * sizeof *nb);
+        s->blocks = nb;
+        s->n_blocks = i + 1;
+    }
+    return &s->blocks[i];
+}
+
+static int emit_args(struct sb__bedrock_stream *s, struct block *b, struct sb_str args)
+{
+    if (args.len == 0)
+        return 0;
+    b->args_seen = true;
+    struct sb_event ev = {.type = SB_EV_TOOL_CALL};
+    ev.tool_call.index = b->tool_index;
+    ev.tool_call.arguments = args;
+    return emit(s, &ev);
+}
+
+static int on_message_start(struct sb__bedrock_stream *s, json_t *j)
+{
+    SB_UNUSED(j);
+    if (s->started)
+        return malformed(s, "a second messageStart");
+    s->started = true;
+    struct sb_event ev = {.type = SB_EV_START}; /* the model: the backend's id (cloud.c) */
+    return emit(s, &ev);
+}
+
+static int on_block_start(struct sb__bedrock_stream *s, json_t *j)
+{
+    struct block *b = block_at(s, j);
+    if (!b)
+        return malformed(s, "contentBlockStart without a valid contentBlockIndex");
+    if (b->kind != BLOCK_NONE)
+        return malformed(s, "a content block started twice");
+    json_t *tool = json_object_get(json_object_get(j, "start"), "toolUse");
+    if (!json_is_object(tool)) {
+        b->kind = BLOCK_OTHER;
+        return 0;
+    }
+    struct sb_str id = jstr(json_object_get(tool, "toolUseId"));
+    struct sb_str name = jstr(json_object_get(tool, "name"));
+    if (id.len == 0 || name.len == 0)
+        return malformed(s, "a toolUse start without a toolUseId or a name");
+    b->kind = BLOCK_TOOL;
+    b->tool_index = s->n_tools++;
+    struct sb_event ev = {.type = SB_EV_TOOL_CALL};
+    ev.tool_call.index = b->tool_index;
+    ev.tool_call.id = id;
+    ev.tool_call.name = name;
+    ev.tool_call.arguments = SB_STR_LIT("");
+    return emit(s, &ev);
+}
+
+static int on_block_delta(struct sb__bedrock_stream *s, json_t *j)
+{
+    struct block *b = block_at(s, j);
+    json_t *d = json_object_get(j, "delta");
+    if (!b || !json_is_object(d))
+        return malformed(s, "contentBlockDelta without a valid contentBlockIndex or delta");
+    json_t *text = json_object_get(d, "text");
+    if (json_is_string(text)) {
+        /* Text blocks have no start event: their first delta opens them. */
+        if (b->kind == BLOCK_NONE)
+            b->kind = BLOCK_TEXT;
+        if (b->kind != BLOCK_TEXT)
+            return malformed(s, "a text delta for a block that is not text");
+        if (json_string_length(text) == 0)
+            return 0;
+        struct sb_event ev = {.type = SB_EV_TEXT};
+        ev.text.text = jstr(text);
+        return emit(s, &ev);
+    }
+    json_t *tool = json_object_get(d, "toolUse");
+    if (json_is_object(tool)) {
+        if (b->kind != BLOCK_TOOL)
+            return malformed(s, "a toolUse delta for a block that is not toolUse");
+        return emit_args(s, b, jstr(json_object_get(tool, "input")));
+    }
+    if (b->kind == BLOCK_NONE)
+        b->kind = BLOCK_OTHER; /* reasoningContent, citations: not for clients */
+    return 0;
+}
+
+static int on_block_stop(struct sb__bedrock_stream *s, json_t *j)
+{
+    struct block *b = block_at(s, j);
+    if (!b)
+        return malformed(s, "contentBlockStop without a valid contentBlockIndex");
+    if (b->kind == BLOCK_TOOL && !b->args_seen)
+        return emit_args(s, b, SB_STR_LIT("{}"));
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    enum sb_finish_reason reason;
+} stop_reasons[] = {
+    {"end_turn", SB_FINISH_STOP},
+    {"stop_sequence", SB_FINISH_STOP},
+    {"max_tokens", SB_FINISH_LENGTH},
+    {"model_context_window_exceeded", SB_FINISH_LENGTH},
+    {"tool_use", SB_FINISH_TOOL_CALLS},
+    {"content_filtered", SB_FINISH_CONTENT_FILTER},
+    {"guardrail_intervened", SB_FINISH_CONTENT_FILTER},
+};
+
+static int finish(struct sb__bedrock_stream *s)
+{
+    struct sb_event ev = {.type = SB_EV_USAGE};
+    ev.usage = s->usage;
+    if (emit(s, &ev) != 0)
+        return 1;
+    ev = (struct sb_event){.type = SB_EV_FINISH};
+    ev.finish.reason = s->reason;
+    ev.finish.stop_sequence = sb_buf_view(&s->stop_sequence);
+    return emit(s, &ev);
+}
+
+static int on_message_stop(struct sb__bedrock_stream *s, json_t *j)
+{
+    if (!s->started)
+        return malformed(s, "messageStop before messageStart");
+    s->stopped = true;
+    const char *reason = json_string_value(json_object_get(j, "stopReason"));
+    for (size_t i = 0; reason && i < SB_ARRAY_LEN(stop_reasons); i++) {
+        if (strcmp(stop_reasons[i].name, reason) == 0)
+            s->reason = stop_reasons[i].reason;
+    }
+    /* Anthropic models on Bedrock report the matched stop sequence here. */
+    json_t *extra = json_object_get(j, "additionalModelResponseFields");
+    struct sb_str seq = jstr(json_object_get(extra, "stop_sequence"));
+    if (seq.len > 0 && sb_buf_append_str(&s->stop_sequence, seq) != SB_OK)
+        return malformed(s, "a stop sequence too long");
+    return s->have_meta ? finish(s) : 0;
+}
+
+static int64_t count(json_t *u, const char *key)
+{
+    json_t *v = json_object_get(u, key);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+}
+
+/* Bedrock's inputTokens leave out cache reads and writes, as Anthropic's do; the canonical
+ * prompt_tokens counts every input token. */
+static int on_metadata(struct sb__bedrock_stream *s, json_t *j)
+{
+    json_t *u = json_object_get(j, "usage");
+    if (json_is_object(u)) {
+        int64_t read = count(u, "cacheReadInputTokens");
+        int64_t write = count(u, "cacheWriteInputTokens");
+        s->usage.prompt_tokens = count(u, "inputTokens") + read + write;
+        s->usage.cached_prompt_tokens = read;
+        s->usage.cache_write_tokens = write;
+        s->usage.completion_tokens = count(u, "outputTokens");
+    }
+    s->have_meta = true;
+    return s->stopped ? finish(s) : 0;
+}
+
+/* The stream's :event-type values and their handlers; others are skipped. */
+static const struct {
+    const char *name;
+    int (*fn)(struct sb__bedrock_stream *s, json_t *payload);
+} handlers[] = {
+    {"messageStart", on_message_start},    /* {"role":"assistant"} */
+    {"contentBlockStart", on_block_start}, /* a toolUse block's id and name */
+    {"contentBlockDelta", on_block_delta}, /* text / toolUse.input pieces */
+    {"contentBlockStop", on_block_stop},   /* a block ends */
+    {"messageStop", on_message_stop},      /* stopReason */
+    {"metadata", on_metadata},             /* usage (and metrics) */
+};
+
+/* -----------------------------------------------------------------------------------------------
+ * Frames
+ * --------------------------------------------------------------------------------------------- */
+
+static int on_frame(void *ud, const struct sb__es_message *m)
+{
+    struct sb__bedrock_stream *s = ud;
+    struct sb_str mtype = sb__es_header_str(m, ":message-type");
+
+    if (sb_str_eq_c(mtype, "exception")) {
+        emit_exception(s, sb__es_header_str(m, ":exception-type"), m->payload);
+        return 1;
+    }
+    if (sb_str_eq_c(mtype, "error")) {
+        struct sb_str code = sb__es_header_str(m, ":error-code");
+        struct sb_str msg = sb__es_header_str(m, ":error-message");
+        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0, "bedrock: %.*s: %.*s",
+                       (int)SB_MIN(code.len, 128), code.p ? code.p : "", (int)SB_MIN(msg.len, 512),
+                       msg.p ? msg.p : "");
+        s->ended = true;
+        return 1;
+    }
+    if (!sb_str_eq_c(mtype, "event"))
+        return malformed(s, "a frame that is neither an event nor an exception");
+    struct sb_str etype = sb__es_header_str(m, ":event-type");
+    for (size_t i = 0; i < SB_ARRAY_LEN(handlers); i++) {
+        if (!sb_str_eq_c(etype, handlers[i].name))
+            continue;
+        json_t *j = m->payload.len ? json_loadb(m->payload.p, m->payload.len, 0, NULL) : NULL;
+        int rc = json_is_object(j) ? handlers[i].fn(s, j)
+                                   : malformed(s, "an event whose payload is not a JSON object");
+        json_decref(j);
+        return rc;
+    }
+    return 0;
+}
+
+int sb__bedrock_stream_feed(struct sb__bedrock_stream *s, const char *p, size_t len)
+{
+    const char *why = NULL;
+    if (s->ended)
+        return 1;
+    int rc = sb__es_decoder_feed(&s->frames, p, len, on_frame, s, &why);
+    if (rc == SB_EUPSTREAM)
+        return malformed(s, why ? why : "a bad frame");
+    if (rc == SB_ENOMEM)
+        return malformed(s, "out of memory");
+    return s->ended;
+}
+
+void sb__bedrock_stream_eof(struct sb__bedrock_stream *s)
+{
+    if (s->ended)
+        return;
+    if (sb__es_decoder_pending(&s->frames)) {
+        malformed(s, "the stream ended inside a frame");
+    } else if (s->stopped) {
+        finish(s); /* no metadata: the usage is what we know, zeros */
+    } else {
+        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0,
+                       "bedrock: the stream ended before messageStop");
+        s->ended = true;
+    }
+}
+
+struct sb__bedrock_stream *sb__bedrock_stream_new(sb__sink_fn sink, void *ud)
+{
+    struct sb__bedrock_stream *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->sink = sink;
+    s->ud = ud;
+    sb__es_decoder_init(&s->frames, BEDROCK_FRAME_MAX);
+    sb_buf_init(&s->stop_sequence, 4096);
+    s->reason = SB_FINISH_STOP;
+    return s;
+}
+
+void sb__bedrock_stream_free(struct sb__bedrock_stream *s)
+{
+    if (!s)
+        return;
+    sb__es_decoder_free(&s->frames);
+    sb_buf_free(&s->stop_sequence);
+    free(s->blocks);
+    free(s);
+}

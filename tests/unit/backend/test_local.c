@@ -1,0 +1,723 @@
+/* Tests for the local llama.cpp backend, run against the real tiny TinyStories model (stories260K):
+ * loading, determinism, limits, stop strings, batching, cancellation, prefix reuse, templates. */
+#include "backend/backend.h"
+
+#include <criterion/criterion.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define MODEL_CHATML "stories260K-chatml.gguf"
+#define MODEL_PLAIN  "stories260K.gguf"
+#define PROMPT       "Once upon a time"
+
+/* -----------------------------------------------------------------------------------------------
+ * Harness: a model, an event loop, and calls that record what they receive
+ * --------------------------------------------------------------------------------------------- */
+
+/* The test model's path: $SWITCHBOARD_MODELS, else ../shared/models (tests run from the repo
+ * root). The caller frees it. */
+static char *model_path(const char *file)
+{
+    const char *dir = getenv("SWITCHBOARD_MODELS");
+    if (!dir || !*dir)
+        dir = "../shared/models";
+    struct sb_buf b;
+    sb_buf_init(&b, 4096);
+    cr_assert_eq(sb_buf_printf(&b, "%s/%s", dir, file), 0);
+    return sb_buf_steal(&b);
+}
+
+/* Creates a backend for file with the given context and slots (0 = defaults). */
+static struct sb_backend *open_model(const char *file, int32_t n_ctx, int32_t n_parallel)
+{
+    char *path = model_path(file);
+    struct sb_model_config cfg = {.name = "test", .backend = "local", .path = path};
+    cfg.n_ctx = n_ctx;
+    cfg.n_parallel = n_parallel;
+    struct sb_backend *b = NULL;
+    char err[512] = "";
+    int rc = sb_local_backend_ops.create(&cfg, &b, err, sizeof err);
+    cr_assert_eq(rc, 0, "create %s: %s", path, err);
+    free(path);
+    return b;
+}
+
+/* One call and everything it received. */
+struct run {
+    struct sb_call call;
+    struct sb_request req;
+    struct sb_backend *b;
+    struct sb_buf text;
+    int n_start, n_text, n_tool, n_usage, n_finish, n_error, n_done;
+    int n_after_end;    /* events after FINISH or ERROR: must stay 0 */
+    int n_after_cancel; /* events after cancel(): must stay 0 */
+    int n_split;        /* TEXT events that end inside a code point: must stay 0 */
+    bool first_was_start;
+    bool ended, canceled;
+    int cancel_after_texts; /* cancel from on_event after this many TEXT events; 0 = never */
+    struct sb_usage usage;
+    enum sb_finish_reason reason;
+    char stop_seq[128];
+    int err_code, err_status;
+    char err_msg[512];
+};
+
+/* True when s ends inside a multi-byte UTF-8 sequence. */
+static bool ends_mid_code_point(struct sb_str s)
+{
+    for (size_t back = 1; back <= 4 && back <= s.len; back++) {
+        unsigned char c = (unsigned char)s.p[s.len - back];
+        if ((c & 0xC0) != 0x80) {
+            size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+            return back < need;
+        }
+    }
+    return false;
+}
+
+static void copy_view(char *dst, size_t size, struct sb_str s)
+{
+    size_t n = SB_MIN(s.len, size - 1);
+    if (n)
+        memcpy(dst, s.p, n);
+    dst[n] = '\0';
+}
+
+static void on_event(struct sb_call *call, const struct sb_event *ev)
+{
+    struct run *r = call->ud;
+    int seen = r->n_start + r->n_text + r->n_tool + r->n_usage + r->n_finish + r->n_error;
+    if (seen == 0)
+        r->first_was_start = ev->type == SB_EV_START;
+    r->n_after_end += r->ended;
+    r->n_after_cancel += r->canceled;
+    switch (ev->type) {
+    case SB_EV_START: r->n_start++; break;
+    case SB_EV_TEXT:
+        r->n_text++;
+        r->n_split += ends_mid_code_point(ev->text.text);
+        cr_assert_eq(sb_buf_append_str(&r->text, ev->text.text), 0);
+        break;
+    case SB_EV_TOOL_CALL: r->n_tool++; break;
+    case SB_EV_USAGE:
+        r->n_usage++;
+        r->usage = ev->usage;
+        break;
+    case SB_EV_FINISH:
+        r->n_finish++;
+        r->ended = true;
+        r->reason = ev->finish.reason;
+        copy_view(r->stop_seq, sizeof r->stop_seq, ev->finish.stop_sequence);
+        break;
+    case SB_EV_ERROR:
+        r->n_error++;
+        r->ended = true;
+        r->err_code = ev->error.code;
+        r->err_status = ev->error.http_status;
+        copy_view(r->err_msg, sizeof r->err_msg, ev->error.message);
+        break;
+    default: break;
+    }
+    if (ev->type == SB_EV_TEXT && r->cancel_after_texts && r->n_text == r->cancel_after_texts) {
+        sb_backend_cancel(r->b, call);
+        r->canceled = true;
+    }
+}
+
+static void on_done(struct sb_call *call)
+{
+    struct run *r = call->ud;
+    r->n_done++;
+}
+
+/* Prepares a greedy completion of prompt with at most max_tokens tokens. */
+static void run_init(struct run *r, struct sb_backend *b, struct event_base *base,
+                     const char *prompt, int64_t max_tokens)
+{
+    memset(r, 0, sizeof *r);
+    sb_request_init(&r->req);
+    r->req.kind = SB_REQ_COMPLETION;
+    r->req.prompt = sb_str_c(prompt);
+    r->req.sampling.temperature = 0;
+    r->req.max_tokens = max_tokens;
+    r->b = b;
+    sb_buf_init(&r->text, 1 << 20);
+    r->call.req = &r->req;
+    r->call.base = base;
+    r->call.on_event = on_event;
+    r->call.on_done = on_done;
+    r->call.ud = r;
+}
+
+static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
+{
+    SB_UNUSED(fd);
+    SB_UNUSED(what);
+    SB_UNUSED(arg);
+}
+
+static struct event_base *base_new(void)
+{
+    struct event_base *base = event_base_new();
+    cr_assert_not_null(base);
+    return base;
+}
+
+/* Runs the loop until each of runs[0, n) has had on_done. A far-off persistent timer keeps the loop
+ * blocking in the kernel (instead of returning "no events") while the engine works. */
+static void wait_done(struct event_base *base, struct run *runs, size_t n)
+{
+    struct event *keep = event_new(base, -1, EV_PERSIST, keepalive_cb, NULL);
+    struct timeval hour = {3600, 0};
+    event_add(keep, &hour);
+    for (size_t i = 0; i < n; i++) {
+        while (runs[i].n_done == 0)
+            event_base_loop(base, EVLOOP_ONCE);
+    }
+    event_free(keep);
+}
+
+/* Starts one run and waits for it. */
+static void run_one(struct event_base *base, struct run *r)
+{
+    cr_assert_eq(sb_backend_start(r->b, &r->call), 0);
+    wait_done(base, r, 1);
+}
+
+/* The invariants every finished stream keeps, whatever it was asked. */
+static void assert_well_formed(const struct run *r)
+{
+    cr_assert_eq(r->n_done, 1, "on_done must be called exactly once");
+    cr_assert_eq(r->n_after_end, 0, "no event may follow FINISH or ERROR");
+    cr_assert_eq(r->n_split, 0, "a TEXT event split a code point");
+    if (r->n_error == 0) {
+        cr_assert(r->first_was_start, "START must come first");
+        cr_assert_eq(r->n_start, 1);
+        cr_assert_eq(r->n_usage, 1);
+        cr_assert_eq(r->n_finish, 1);
+    }
+}
+
+static void run_free(struct run *r)
+{
+    sb_buf_free(&r->text);
+}
+
+static void suite_init(void)
+{
+    evthread_use_pthreads();
+    /* stories260K makes llama.cpp warn about its unset special tokens on every load. */
+    sb_log_set_level(SB_LOG_ERROR);
+}
+
+/* The timeout only stops a hung test; nothing here depends on timing. */
+TestSuite(local, .init = suite_init, .timeout = 60);
+
+/* -----------------------------------------------------------------------------------------------
+ * Loading
+ * --------------------------------------------------------------------------------------------- */
+
+Test(local, create_fails_for_missing_file)
+{
+    char *path = model_path("does-not-exist.gguf");
+    struct sb_model_config cfg = {.name = "m", .backend = "local", .path = path};
+    struct sb_backend *b = (struct sb_backend *)1;
+    char err[512] = "";
+    int rc = sb_local_backend_ops.create(&cfg, &b, err, sizeof err);
+    cr_assert_eq(rc, SB_ENOTFOUND);
+    cr_assert_null(b);
+    cr_assert_not_null(strstr(err, "does-not-exist.gguf"), "message: %s", err);
+    free(path);
+}
+
+Test(local, create_fails_for_non_gguf_file)
+{
+    char path[] = "/tmp/sb-test-not-gguf-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(write(fd, "not a model at all\n", 19), 19);
+    close(fd);
+    struct sb_model_config cfg = {.name = "m", .backend = "local", .path = path};
+    struct sb_backend *b = NULL;
+    char err[512] = "";
+    int rc = sb_local_backend_ops.create(&cfg, &b, err, sizeof err);
+    unlink(path);
+    cr_assert_eq(rc, SB_EINVAL);
+    cr_assert_null(b);
+    cr_assert_not_null(strstr(err, "not a GGUF file"), "message: %s", err);
+}
+
+Test(local, registry_finds_local)
+{
+    cr_assert_eq(sb_backend_find_ops("local"), &sb_local_backend_ops);
+    cr_assert_null(sb_backend_find_ops("nope"));
+    cr_assert_null(sb_backend_find_ops(NULL));
+}
+
+Test(local, info_reports_the_configured_context)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 64, 2);
+    struct sb_backend_info info;
+    sb_backend_info(b, &info);
+    cr_assert_eq(info.n_ctx, 64);
+    cr_assert_str_eq(info.kind, "local");
+    cr_assert_str_eq(info.name, "test");
+    cr_assert(info.ready);
+    /* What Ollama's /api/tags shows: stories260K is an all-F32 llama of about 260K parameters. */
+    cr_assert_str_eq(info.family, "llama");
+    cr_assert_str_eq(info.quantization, "F32");
+    cr_assert(info.n_params > 200000 && info.n_params < 400000, "%lld", (long long)info.n_params);
+    cr_assert_eq(info.size, 1185888, "the file's size");
+    cr_assert_eq(info.size_vram, 0, "gpu_layers is 0");
+    sb_backend_free(b);
+
+    /* 0 = the model's training context (2048 for stories260K), under the 8192 cap. */
+    b = open_model(MODEL_CHATML, 0, 0);
+    sb_backend_info(b, &info);
+    cr_assert_eq(info.n_ctx, 2048);
+    sb_backend_free(b);
+}
+
+/* -----------------------------------------------------------------------------------------------
+ * Generation
+ * --------------------------------------------------------------------------------------------- */
+
+Test(local, greedy_completion_is_deterministic)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 2);
+    struct event_base *base = base_new();
+    struct run r1, r2;
+    run_init(&r1, b, base, PROMPT, 48);
+    run_one(base, &r1);
+    run_init(&r2, b, base, PROMPT, 48);
+    run_one(base, &r2);
+    assert_well_formed(&r1);
+    assert_well_formed(&r2);
+    cr_assert_gt(r1.text.len, 20);
+    cr_assert_str_eq(r1.text.p, r2.text.p);
+    /* A trained model continues the story with words, not noise. */
+    cr_assert(strstr(r1.text.p, " the ") || strstr(r1.text.p, " a "), "text: %s", r1.text.p);
+    run_free(&r1);
+    run_free(&r2);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, max_tokens_gives_length_with_exactly_that_many_tokens)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 2);
+    struct event_base *base = base_new();
+    struct run r;
+    run_init(&r, b, base, PROMPT, 7);
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.reason, SB_FINISH_LENGTH);
+    cr_assert_eq(r.usage.completion_tokens, 7);
+
+    int32_t *toks = NULL;
+    size_t n = 0;
+    cr_assert_eq(sb_local_backend_ops.tokenize(b, sb_str_c(PROMPT), true, &toks, &n), 0);
+    cr_assert_eq(r.usage.prompt_tokens, (int64_t)n, "prompt tokens include BOS");
+    free(toks);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, stop_sequence_cuts_the_text_before_it)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 2);
+    struct event_base *base = base_new();
+    struct run ref;
+    run_init(&ref, b, base, PROMPT, 64);
+    run_one(base, &ref);
+    cr_assert_gt(ref.text.len, 40);
+
+    /* Seven bytes from the middle: long enough to span token boundaries. */
+    char stop[8];
+    memcpy(stop, ref.text.p + 25, 7);
+    stop[7] = '\0';
+    size_t at = (size_t)(strstr(ref.text.p, stop) - ref.text.p);
+
+    struct run r;
+    run_init(&r, b, base, PROMPT, 64);
+    r.req.stop[0] = SB_STR_LIT("never appears in a story \x01");
+    r.req.stop[1] = sb_str_c(stop);
+    r.req.n_stop = 2;
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.reason, SB_FINISH_STOP);
+    cr_assert_str_eq(r.stop_seq, stop);
+    cr_assert_eq(r.text.len, at, "got [%s], expected the first %zu bytes of [%s]", r.text.p, at,
+                 ref.text.p);
+    cr_assert_eq(memcmp(r.text.p, ref.text.p, at), 0);
+    cr_assert_lt(r.usage.completion_tokens, ref.usage.completion_tokens);
+    run_free(&ref);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, prompt_over_the_context_is_an_error)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 64, 2);
+    struct event_base *base = base_new();
+    struct sb_buf long_prompt;
+    sb_buf_init(&long_prompt, 1 << 16);
+    for (int i = 0; i < 40; i++)
+        sb_buf_append_c(&long_prompt, "Once upon a time ");
+    struct run r;
+    run_init(&r, b, base, long_prompt.p, 8);
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.n_error, 1);
+    cr_assert_eq(r.n_start + r.n_text + r.n_finish, 0, "the error comes alone");
+    cr_assert_eq(r.err_code, SB_ECONTEXT);
+    cr_assert_eq(r.err_status, 400);
+    cr_assert_not_null(strstr(r.err_msg, "maximum context length is 64 tokens"), "%s", r.err_msg);
+    run_free(&r);
+    sb_buf_free(&long_prompt);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, a_full_context_ends_with_length)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 64, 1);
+    struct event_base *base = base_new();
+    struct run r;
+    /* A story opening the model keeps telling for far more than 64 tokens. */
+    run_init(&r, b, base, "Once upon a time, there was a little girl named Lily.", 0);
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.reason, SB_FINISH_LENGTH);
+    cr_assert_eq(r.usage.prompt_tokens + r.usage.completion_tokens, 64);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, concurrent_requests_match_their_solo_runs)
+{
+    static const char *const prompts[] = {
+        "Once upon a time",        "Tom had a big red ball",
+        "The sun was shining and", "Lily and her mom went to the park",
+        "One day, a little bird",
+    };
+    enum { N = SB_ARRAY_LEN(prompts) };
+    struct sb_backend *b = open_model(MODEL_CHATML, 256, 2);
+    struct event_base *base = base_new();
+    struct run solo[N], together[N];
+    for (size_t i = 0; i < N; i++) {
+        run_init(&solo[i], b, base, prompts[i], 24);
+        run_one(base, &solo[i]);
+    }
+    /* Five requests on two slots: three wait in the queue and join as slots free up. */
+    for (size_t i = 0; i < N; i++) {
+        run_init(&together[i], b, base, prompts[i], 24);
+        cr_assert_eq(sb_backend_start(b, &together[i].call), 0);
+    }
+    wait_done(base, together, N);
+    for (size_t i = 0; i < N; i++) {
+        assert_well_formed(&together[i]);
+        cr_assert_str_eq(together[i].text.p, solo[i].text.p, "prompt %zu", i);
+        cr_assert_eq(together[i].usage.completion_tokens, solo[i].usage.completion_tokens);
+        run_free(&solo[i]);
+        run_free(&together[i]);
+    }
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, cancel_stops_events_and_frees_the_slot)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    struct event_base *base = base_new();
+    struct run two[2];
+    struct run *running = &two[0], *queued = &two[1];
+    run_init(running, b, base, PROMPT, 0);
+    running->cancel_after_texts = 3;
+    run_init(queued, b, base, "Tom had a big red ball", 8);
+    cr_assert_eq(sb_backend_start(b, &running->call), 0);
+    cr_assert_eq(sb_backend_start(b, &queued->call), 0);
+    /* Cancelled while it waits for the only slot: it must still get on_done, and no event. */
+    sb_backend_cancel(b, &queued->call);
+    queued->canceled = true;
+    wait_done(base, two, 2);
+    cr_assert_eq(running->n_done, 1);
+    cr_assert_eq(running->n_after_cancel, 0);
+    cr_assert_eq(running->n_text, 3);
+    cr_assert_eq(running->n_finish + running->n_error, 0);
+    cr_assert_eq(queued->n_done, 1);
+    cr_assert_eq(queued->n_start + queued->n_text + queued->n_finish + queued->n_error, 0);
+
+    /* The one slot serves the next request. */
+    struct run next;
+    run_init(&next, b, base, PROMPT, 8);
+    run_one(base, &next);
+    assert_well_formed(&next);
+    cr_assert_eq(next.reason, SB_FINISH_LENGTH);
+    cr_assert_eq(next.usage.completion_tokens, 8);
+    run_free(running);
+    run_free(queued);
+    run_free(&next);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, prefix_reuse_reports_cached_tokens)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 2);
+    struct event_base *base = base_new();
+    struct run first, second, again;
+    run_init(&first, b, base, "Once upon a time, there was a little girl named Lily", 4);
+    run_one(base, &first);
+    cr_assert_eq(first.usage.cached_prompt_tokens, 0);
+
+    run_init(&second, b, base, "Once upon a time, there was a little girl named Lily. She loved",
+             4);
+    run_one(base, &second);
+    assert_well_formed(&second);
+    cr_assert_gt(second.usage.cached_prompt_tokens, 0);
+    cr_assert_lt(second.usage.cached_prompt_tokens, second.usage.prompt_tokens);
+
+    /* The same prompt again: all but the last token come from the cache, and the answer is the
+     * same as when it was evaluated in full. */
+    run_init(&again, b, base, "Once upon a time, there was a little girl named Lily", 4);
+    run_one(base, &again);
+    cr_assert_eq(again.usage.cached_prompt_tokens, again.usage.prompt_tokens - 1);
+    cr_assert_str_eq(again.text.p, first.text.p);
+    run_free(&first);
+    run_free(&second);
+    run_free(&again);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, sampled_output_never_splits_a_code_point)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    struct event_base *base = base_new();
+    struct run r;
+    run_init(&r, b, base, PROMPT, 300);
+    /* A hot, untruncated draw picks byte tokens often, so multi-byte pieces get split. */
+    r.req.sampling.temperature = 3.0f;
+    r.req.sampling.top_k = 0;
+    r.req.sampling.top_p = 1.0f;
+    r.req.sampling.min_p = 0.0f;
+    r.req.sampling.seed = 42;
+    r.req.sampling.has_seed = true;
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_gt(r.n_text, 10);
+    size_t high = 0;
+    for (size_t i = 0; i < r.text.len; i++)
+        high += (unsigned char)r.text.p[i] >= 0x80;
+    cr_assert_gt(high, 0, "the draw produced no multi-byte text to check");
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, seeded_sampling_repeats)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    struct event_base *base = base_new();
+    struct run r[2];
+    for (int i = 0; i < 2; i++) {
+        run_init(&r[i], b, base, PROMPT, 32);
+        r[i].req.sampling.temperature = 1.0f;
+        r[i].req.sampling.seed = 7;
+        r[i].req.sampling.has_seed = true;
+        run_one(base, &r[i]);
+        assert_well_formed(&r[i]);
+    }
+    cr_assert_str_eq(r[0].text.p, r[1].text.p);
+    run_free(&r[0]);
+    run_free(&r[1]);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+/* -----------------------------------------------------------------------------------------------
+ * Chat, tokens, limits
+ * --------------------------------------------------------------------------------------------- */
+
+/* A two-message chat request; the parts live in static storage. */
+static void chat_init(struct run *r, struct sb_backend *b, struct event_base *base)
+{
+    static struct sb_part sys = {.type = SB_PART_TEXT, .text = SB_STR_LIT("You tell stories.")};
+    static struct sb_part user = {.type = SB_PART_TEXT, .text = SB_STR_LIT("Hello")};
+    static struct sb_message msgs[2];
+    msgs[0] = (struct sb_message){.role = SB_ROLE_SYSTEM, .parts = &sys, .n_parts = 1};
+    msgs[1] = (struct sb_message){.role = SB_ROLE_USER, .parts = &user, .n_parts = 1};
+    run_init(r, b, base, "", 8);
+    r->req.kind = SB_REQ_CHAT;
+    r->req.prompt = SB_STR_NULL;
+    r->req.messages = msgs;
+    r->req.n_messages = 2;
+}
+
+static void assert_chatml(const char *file)
+{
+    struct sb_backend *b = open_model(file, 0, 1);
+    struct run r;
+    chat_init(&r, b, NULL);
+    struct sb_buf out;
+    sb_buf_init(&out, 1 << 16);
+    cr_assert_eq(sb_local_backend_ops.render_prompt(b, &r.req, &out), 0);
+    cr_assert_str_eq(out.p, "<|im_start|>system\nYou tell stories.<|im_end|>\n"
+                            "<|im_start|>user\nHello<|im_end|>\n"
+                            "<|im_start|>assistant\n");
+    sb_buf_free(&out);
+    run_free(&r);
+    sb_backend_free(b);
+}
+
+Test(local, chat_template_from_the_gguf)
+{
+    assert_chatml(MODEL_CHATML);
+}
+
+/* stories260K.gguf has no template: the fallback is ChatML. */
+Test(local, chat_template_fallback_is_chatml)
+{
+    assert_chatml(MODEL_PLAIN);
+}
+
+Test(local, chat_request_runs_through_the_template)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 2);
+    struct event_base *base = base_new();
+    struct run r;
+    chat_init(&r, b, base);
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.reason, SB_FINISH_LENGTH);
+    cr_assert_eq(r.usage.completion_tokens, 8);
+
+    struct sb_buf prompt;
+    sb_buf_init(&prompt, 1 << 16);
+    cr_assert_eq(sb_local_backend_ops.render_prompt(b, &r.req, &prompt), 0);
+    int32_t *toks = NULL;
+    size_t n = 0;
+    cr_assert_eq(sb_local_backend_ops.tokenize(b, sb_buf_view(&prompt), true, &toks, &n), 0);
+    cr_assert_eq(r.usage.prompt_tokens, (int64_t)n);
+    free(toks);
+    sb_buf_free(&prompt);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, tool_request_without_calls_finishes_as_text)
+{
+    static struct sb_tool tool = {.name = SB_STR_LIT("get_weather"),
+                                  .description = SB_STR_LIT("Weather for a city"),
+                                  .parameters = SB_STR_LIT("{\"type\":\"object\",\"properties\":"
+                                                           "{\"city\":{\"type\":\"string\"}}}")};
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    struct event_base *base = base_new();
+    struct run r;
+    chat_init(&r, b, base);
+    r.req.tools = &tool;
+    r.req.n_tools = 1;
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.n_tool, 0, "a story model calls no tools");
+    cr_assert_eq(r.reason, SB_FINISH_LENGTH);
+    cr_assert_gt(r.text.len, 0);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, tokenize_and_count)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    int32_t *toks = NULL;
+    size_t n = 0;
+    cr_assert_eq(sb_local_backend_ops.tokenize(b, sb_str_c(PROMPT), true, &toks, &n), 0);
+    cr_assert_gt(n, 1);
+    cr_assert_eq(toks[0], 1, "BOS first");
+    int64_t count = 0;
+    cr_assert_eq(sb_local_backend_ops.count_tokens(b, sb_str_c(PROMPT), &count), 0);
+    cr_assert_eq(count, (int64_t)n - 1, "counts exclude BOS");
+    free(toks);
+    sb_backend_free(b);
+}
+
+Test(local, embeddings_are_refused_without_callbacks)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    struct event_base *base = base_new();
+    struct run r;
+    run_init(&r, b, base, PROMPT, 1);
+    r.req.kind = SB_REQ_EMBED;
+    cr_assert_eq(sb_backend_start(b, &r.call), SB_EUNSUPPORTED);
+    event_base_loop(base, EVLOOP_NONBLOCK);
+    cr_assert_eq(r.n_done + r.n_start + r.n_error, 0);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, a_full_queue_refuses_with_efull)
+{
+    enum { N = 128 + 1 + 40 };
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    struct event_base *base = base_new();
+    struct run *runs = calloc(N, sizeof *runs);
+    size_t accepted = 0;
+    int rc = 0;
+    /* The loop does not run while these start, and each accepted call asks for the whole context,
+     * so the one slot cannot drain 40 of them meanwhile. */
+    while (accepted < N) {
+        run_init(&runs[accepted], b, base, PROMPT, 0);
+        rc = sb_backend_start(b, &runs[accepted].call);
+        if (rc != 0) {
+            run_free(&runs[accepted]);
+            break;
+        }
+        accepted++;
+    }
+    cr_assert_eq(rc, SB_EFULL);
+    /* 128 queued, plus the one the engine may already have taken into its slot. */
+    cr_assert_geq(accepted, 128);
+    cr_assert_leq(accepted, 129);
+    for (size_t i = 0; i < accepted; i++) {
+        sb_backend_cancel(b, &runs[i].call);
+        runs[i].canceled = true;
+    }
+    wait_done(base, runs, accepted);
+    for (size_t i = 0; i < accepted; i++) {
+        cr_assert_eq(runs[i].n_after_cancel, 0);
+        run_free(&runs[i]);
+    }
+    free(runs);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local, free_with_a_call_in_flight_still_delivers_on_done)
+{
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
+    struct event_base *base = base_new();
+    struct run r;
+    run_init(&r, b, base, PROMPT, 0);
+    cr_assert_eq(sb_backend_start(b, &r.call), 0);
+    sb_backend_free(b);
+    wait_done(base, &r, 1);
+    cr_assert_eq(r.n_done, 1);
+    cr_assert_eq(r.n_after_end, 0);
+    /* It either finished before the engine stopped or was ended by the unload. */
+    cr_assert_eq(r.n_finish + r.n_error, 1);
+    if (r.n_error)
+        cr_assert_eq(r.err_code, SB_EBACKEND);
+    run_free(&r);
+    event_base_free(base);
+}
