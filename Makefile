@@ -23,7 +23,7 @@ endif
 
 CC ?= cc
 CXX ?= c++
-PKGS := libevent libevent_pthreads jansson yaml-0.1 libcurl openssl zlib sqlite3
+PKGS := libevent libevent_pthreads jansson yaml-0.1 libcurl openssl zlib sqlite3 libhs
 
 # The dependency step runs once per build folder; deps.sh is quick when everything is there.
 DEPS_STAMP := $(BUILD)/.deps-$(LLAMA_CUDA)

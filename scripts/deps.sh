@@ -27,7 +27,7 @@ log() { printf 'deps: %s\n' "$*" >&2; }
 packages=(
   build-essential pkg-config cmake git ca-certificates
   libevent-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev
-  libcriterion-dev zlib1g-dev
+  libcriterion-dev zlib1g-dev libvectorscan-dev
 )
 # Tools wanted as commands: any install that provides the command will do (Node.js may come from
 # elsewhere than Debian, with its own npm).

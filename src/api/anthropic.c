@@ -32,7 +32,8 @@
 #define ANTHROPIC_MAX_ACCUM ((size_t)64 << 20)
 /* Parallel tool calls in one response; far above what models emit, low enough to bound state. */
 #define ANTHROPIC_MAX_TOOL_CALLS 128
-/* A tool call's id or name, or the served model's name, as a backend produced it. */
+/* A tool call's id or name, or the served model's name, as a backend produced it; a longer name
+ * is not repeated back (the request's is used). */
 #define ANTHROPIC_MAX_FIELD 512
 /* Anthropic's pattern for tool names, ^[a-zA-Z0-9_-]{1,128}$. */
 #define ANTHROPIC_MAX_TOOL_NAME 128
@@ -966,7 +967,8 @@ struct anthropic_render {
     const struct sb_request *req;
     enum phase phase;
     char id[40];
-    struct sb_buf model; /* the served model's name, raw */
+    struct sb_buf model;      /* the backend's name for the model, raw, when it gave one */
+    struct sb_str model_name; /* what "model" says: model, or the request's */
     /* Streams */
     enum open_block open;
     int32_t block_index; /* index of the open block, or of the next one when none is open */
@@ -1072,7 +1074,7 @@ static void put_message_head(struct writer *w, const struct anthropic_render *st
     put(w, "{\"id\":\"");
     put(w, st->id); /* base-62: nothing to escape */
     put(w, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
-    put_json(w, sb_buf_view(&st->model));
+    put_json(w, st->model_name);
 }
 
 /* A tool call's id, or one made up for a backend that gave none. */
@@ -1388,9 +1390,10 @@ static int anthropic_render_event(void *state, const struct sb_event *ev, struct
     if (st->phase == PHASE_DONE || (st->phase == PHASE_WAIT_START) != (ev->type == SB_EV_START))
         return SB_ESTATE;
     if (ev->type == SB_EV_START) {
-        rc = sb_buf_append_str(&st->model, ev->start.model.len ? ev->start.model : st->req->model);
-        if (rc)
-            goto fail;
+        /* The backend's name for the model when it gives a usable one, else the caller's. */
+        if (sb_buf_append_str(&st->model, ev->start.model) != 0)
+            sb_buf_reset(&st->model);
+        st->model_name = st->model.len ? sb_buf_view(&st->model) : st->req->model;
         set_phase(st, PHASE_OPEN);
     }
     rc = st->req->stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);

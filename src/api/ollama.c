@@ -53,8 +53,8 @@
 #define OLLAMA_MAX_TOOL_CALLS 128
 /* A tool call's id or name, as a backend produced it. */
 #define OLLAMA_MAX_CALL_FIELD 256
-/* The fixed start of every line ({"model":...,"created_at":"). */
-#define OLLAMA_MAX_HEAD 4096
+/* The fixed part of every line's start ({"model":...,"created_at":"), the name aside. */
+#define OLLAMA_MAX_HEAD 64
 /* OpenAI's pattern for function names, which Ollama's tools share. */
 #define OLLAMA_MAX_TOOL_NAME 64
 
@@ -1133,7 +1133,8 @@ static int ollama_render_init(void *state, const struct sb_request *req)
     st->load = req->from_prompt && req->prompt.len == 0;
     st->t_init = sb_now_ns();
     st->stamp_sec = -1;
-    sb_buf_init(&st->head, OLLAMA_MAX_HEAD);
+    /* The model name once, escaped (at most 6 bytes a byte), around a fixed frame. */
+    sb_buf_init(&st->head, OLLAMA_MAX_HEAD + 6 * req->model.len);
     sb_buf_init(&st->text, OLLAMA_MAX_ACCUM);
     put(&w, "{\"model\":");
     put_json(&w, req->model);

@@ -1,6 +1,8 @@
-/* The OpenAI wire codec: /v1/chat/completions and /v1/completions bodies become canonical requests,
- * and canonical events become chat.completion / text_completion objects or their SSE chunks. */
+/* The OpenAI wire codec: /v1/chat/completions, /v1/completions and /v1/embeddings bodies become
+ * canonical requests, and canonical events become chat.completion / text_completion objects or
+ * their SSE chunks, and embedding lists. */
 #include <inttypes.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +27,8 @@
 /* OpenAI's pattern for function names, ^[a-zA-Z0-9_-]{1,64}$: chat templates and upstreams rely on
  * it. */
 #define OPENAI_MAX_TOOL_NAME 64
+/* OpenAI's own limit on inputs per embeddings request. */
+#define OPENAI_MAX_EMBED_INPUTS 2048
 
 /* =============================================================================================
  * Parsing
@@ -715,6 +719,94 @@ static int parse_completion_fields(struct sb__json *j, const json_t *root, struc
     return rc;
 }
 
+/* input: one string or an array of strings. Token arrays (OpenAI's other two shapes) are valid
+ * there but not here: a local model's token ids would not be the caller's tokenizer's. */
+static int parse_inputs(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *v = sb__json_get(root, "input");
+    size_t mark = sb__json_push_key(j, "input");
+    size_t n = 0;
+    int rc = 0;
+
+    if (!v) {
+        rc = sb__json_fail_missing(j);
+        goto out;
+    }
+    if (!json_is_string(v) && !json_is_array(v)) {
+        rc = sb__json_fail_type(j, v, "a string or an array of strings");
+        goto out;
+    }
+    n = json_is_string(v) ? 1 : json_array_size(v);
+    if (n == 0) {
+        rc = sb__json_fail(j, "invalid_value",
+                           "Invalid '%s': empty array. Expected at least one input.", j->path);
+        goto out;
+    }
+    if (n > OPENAI_MAX_EMBED_INPUTS) {
+        rc = sb__json_fail(j, "array_above_max_length",
+                           "Invalid '%s': array too long. Expected an array with maximum length "
+                           "%d, but got an array with length %zu instead.",
+                           j->path, OPENAI_MAX_EMBED_INPUTS, n);
+        goto out;
+    }
+    req->inputs = arena_array(j, n, sizeof(*req->inputs));
+    if (!req->inputs) {
+        rc = sb__json_fail_nomem(j);
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const json_t *item = json_is_string(v) ? v : json_array_get(v, i);
+        size_t im = json_is_string(v) ? j->path_len : sb__json_push_index(j, i);
+
+        if (json_is_integer(item) || json_is_array(item))
+            rc = sb__json_fail(j, "unsupported_value",
+                               "Invalid '%s': inputs given as token ids are not supported; send "
+                               "the text as a string.",
+                               j->path);
+        else if (!json_is_string(item))
+            rc = sb__json_fail_type(j, item, "a string");
+        else if (json_string_length(item) == 0)
+            rc =
+                sb__json_fail(j, "invalid_value",
+                              "Invalid '%s': empty string. Each input must be non-empty.", j->path);
+        else
+            rc = sb__json_string_value(j, item, &req->inputs[i]);
+        sb__json_pop(j, im);
+    }
+    req->n_inputs = rc == 0 ? n : 0;
+out:
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+static const struct sb__json_enum encoding_format_names[] = {
+    {"float", 0}, {"base64", 1}, /* what the official SDKs ask for by default */
+};
+
+static const struct sb__json_num embed_numbers[] = {
+    {"dimensions", SB__JSON_I32, 1, INT32_MAX, 0, offsetof(struct sb_request, dimensions),
+     SB__JSON_NO_FLAG},
+};
+
+/* An embeddings body: input, encoding_format, dimensions, user. Nothing streams, and the
+ * generation fields have no meaning here, so none of them is read. */
+static int parse_embed_fields(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    int base64 = 0;
+    int rc = parse_inputs(j, root, req);
+
+    if (rc == 0)
+        rc = sb__json_enum(j, root, "encoding_format", false, encoding_format_names,
+                           SB_ARRAY_LEN(encoding_format_names), &base64);
+    if (rc == 0)
+        rc = sb__json_numbers(j, root, embed_numbers, SB_ARRAY_LEN(embed_numbers), req);
+    if (rc == 0)
+        rc = sb__json_string(j, root, "user", false, &req->user);
+    req->embed_base64 = base64 != 0;
+    req->stream = false;
+    return rc;
+}
+
 static int openai_parse(enum sb_request_kind kind, struct sb_arena *a, struct sb_str body,
                         struct sb_request *req, struct sb_api_error *err)
 {
@@ -727,7 +819,7 @@ static int openai_parse(enum sb_request_kind kind, struct sb_arena *a, struct sb
     req->api = SB_API_OPENAI;
     req->kind = kind;
     sb__json_init(&j, a, err);
-    if (kind != SB_REQ_CHAT && kind != SB_REQ_COMPLETION) {
+    if (kind != SB_REQ_CHAT && kind != SB_REQ_COMPLETION && kind != SB_REQ_EMBED) {
         rc = sb_api_fail(err, 404, "invalid_request_error", NULL, NULL,
                          "This endpoint is not supported by Switchboard's OpenAI API.");
         goto fail;
@@ -746,6 +838,13 @@ static int openai_parse(enum sb_request_kind kind, struct sb_arena *a, struct sb
                            "them.");
         sb__json_pop(&j, mark);
         goto fail;
+    }
+    if (kind == SB_REQ_EMBED) {
+        rc = parse_embed_fields(&j, root, req);
+        if (rc)
+            goto fail;
+        json_decref(root);
+        return 0;
     }
     rc = kind == SB_REQ_CHAT ? parse_chat_fields(&j, root, req)
                              : parse_completion_fields(&j, root, req);
@@ -940,6 +1039,9 @@ struct openai_render {
     size_t n_calls;
     size_t held; /* bytes in text and calls, bounded by OPENAI_MAX_ACCUM */
     struct sb_usage usage;
+    bool embed;             /* an embeddings list; head then holds the model, as a JSON string */
+    struct sb_buf *vectors; /* embeddings: each input's vector as written, by index */
+    size_t n_vectors;
 };
 
 /* The only place the phase changes; leaving for DONE also frees what was accumulated. */
@@ -957,6 +1059,11 @@ static void release(struct openai_render *st)
     free(st->calls);
     st->calls = NULL;
     st->n_calls = 0;
+    for (size_t i = 0; i < st->n_vectors; i++)
+        sb_buf_free(&st->vectors[i]);
+    free(st->vectors);
+    st->vectors = NULL;
+    st->n_vectors = 0;
     st->held = 0;
 }
 
@@ -974,6 +1081,7 @@ static int openai_render_init(void *state, const struct sb_request *req)
     st->req = req;
     st->phase = PHASE_WAIT_START;
     st->chat = req->kind == SB_REQ_CHAT;
+    st->embed = req->kind == SB_REQ_EMBED;
     sb_random_id(st->id, sizeof(st->id), st->chat ? "chatcmpl-" : "cmpl-");
     st->created = sb_unix_time();
     sb_buf_init(&st->head, OPENAI_MAX_HEAD);
@@ -997,6 +1105,10 @@ static int build_head(struct openai_render *st, struct sb_str model)
 
     if (model.len == 0)
         model = st->req->model;
+    if (st->embed) {
+        put_json(&w, model);
+        return w.rc;
+    }
     put(&w, "{\"id\":\"");
     put(&w, st->id); /* base-62: nothing to escape */
     put(&w, "\",\"object\":\"");
@@ -1294,6 +1406,121 @@ static void plain_finish(struct writer *w, struct openai_render *st, const struc
     put(w, "}");
 }
 
+/* ---- embeddings (never streamed) ------------------------------------------------------------ */
+
+/* Appends the base64 of n bytes (RFC 4648, padded). */
+static int append_base64(struct sb_buf *b, const unsigned char *p, size_t n)
+{
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char chunk[256];
+    size_t used = 0;
+    int rc = 0;
+
+    for (size_t i = 0; i < n && rc == 0; i += 3) {
+        uint32_t v = (uint32_t)p[i] << 16;
+        if (i + 1 < n)
+            v |= (uint32_t)p[i + 1] << 8;
+        if (i + 2 < n)
+            v |= p[i + 2];
+        chunk[used++] = digits[(v >> 18) & 63];
+        chunk[used++] = digits[(v >> 12) & 63];
+        chunk[used++] = i + 1 < n ? digits[(v >> 6) & 63] : '=';
+        chunk[used++] = i + 2 < n ? digits[v & 63] : '=';
+        if (used + 4 > sizeof(chunk)) {
+            rc = sb_buf_append(b, chunk, used);
+            used = 0;
+        }
+    }
+    return rc == 0 ? sb_buf_append(b, chunk, used) : rc;
+}
+
+/* A vector as OpenAI's encoding_format asks: JSON numbers (float32 written exactly), or base64 of
+ * its little-endian float32 bytes, which is what SDKs decode by default. */
+static int write_vector(struct sb_buf *v, const float *x, size_t dim, bool base64)
+{
+    int rc = 0;
+
+    if (!base64) {
+        for (size_t i = 0; i < dim && rc == 0; i++)
+            /* JSON has no NaN or infinity; a model that produced one gets 0 in its place. */
+            rc = sb_buf_printf(v, i ? ",%.9g" : "%.9g", isfinite(x[i]) ? (double)x[i] : 0.0);
+        return rc;
+    }
+    if (dim > SIZE_MAX / 4)
+        return SB_ETOOBIG;
+    unsigned char *bytes = malloc(dim * 4 + 1);
+    if (!bytes)
+        return SB_ENOMEM;
+    for (size_t i = 0; i < dim; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof(u));
+        for (size_t k = 0; k < 4; k++)
+            bytes[i * 4 + k] = (unsigned char)(u >> (8 * k));
+    }
+    rc = append_base64(v, bytes, dim * 4);
+    free(bytes);
+    return rc;
+}
+
+/* Holds one input's vector until FINISH; vectors may arrive in any order. */
+static int hold_embedding(struct openai_render *st, const struct sb_event *ev)
+{
+    size_t n = st->req->n_inputs;
+    int32_t index = ev->embedding.index;
+    struct sb_buf *v;
+    int rc;
+
+    if (index < 0 || (size_t)index >= n)
+        return SB_EINVAL;
+    if (!st->vectors) {
+        st->vectors = calloc(n, sizeof(*st->vectors));
+        if (!st->vectors)
+            return SB_ENOMEM;
+        st->n_vectors = n;
+        for (size_t i = 0; i < n; i++)
+            sb_buf_init(&st->vectors[i], OPENAI_MAX_ACCUM);
+    }
+    v = &st->vectors[index];
+    if (v->p) /* a second vector for the same input */
+        return SB_ESTATE;
+    /* An empty append allocates, so even a zero-length vector marks its input as answered. */
+    rc = sb_buf_append(v, "", 0);
+    if (rc == 0)
+        rc = write_vector(v, ev->embedding.values, ev->embedding.dim, st->req->embed_base64);
+    if (rc == 0)
+        rc = hold(st, v->len);
+    return rc;
+}
+
+static int embed_finish(struct writer *w, struct openai_render *st)
+{
+    const char *open = st->req->embed_base64 ? "\"" : "[";
+    const char *close = st->req->embed_base64 ? "\"}" : "]}";
+
+    for (size_t i = 0; i < st->req->n_inputs; i++) {
+        if (i >= st->n_vectors || !st->vectors[i].p)
+            return SB_ESTATE; /* the backend left an input without its vector */
+    }
+    put(w, "{\"object\":\"list\",\"data\":[");
+    for (size_t i = 0; i < st->n_vectors; i++) {
+        put(w,
+            i ? ",{\"object\":\"embedding\",\"index\":" : "{\"object\":\"embedding\",\"index\":");
+        put_i64(w, (int64_t)i);
+        put(w, ",\"embedding\":");
+        put(w, open);
+        put_str(w, sb_buf_view(&st->vectors[i]));
+        put(w, close);
+    }
+    put(w, "],\"model\":");
+    put_str(w, sb_buf_view(&st->head));
+    put(w, ",\"usage\":{\"prompt_tokens\":");
+    put_i64(w, st->usage.prompt_tokens);
+    put(w, ",\"total_tokens\":");
+    put_i64(w, st->usage.prompt_tokens);
+    put(w, "}}");
+    return 0;
+}
+
 static int render_plain(struct openai_render *st, const struct sb_event *ev, struct writer *w)
 {
     int rc = 0;
@@ -1307,9 +1534,16 @@ static int render_plain(struct openai_render *st, const struct sb_event *ev, str
         break;
     case SB_EV_TOOL_CALL: rc = hold_tool_call(st, ev); break;
     case SB_EV_USAGE: st->usage = ev->usage; break;
-    case SB_EV_FINISH: plain_finish(w, st, ev); break;
+    case SB_EV_FINISH:
+        if (st->embed)
+            rc = embed_finish(w, st);
+        else
+            plain_finish(w, st, ev);
+        break;
+    case SB_EV_EMBEDDING: rc = st->embed ? hold_embedding(st, ev) : SB_ESTATE; break;
     case SB_EV_ERROR: /* the HTTP layer answers these with write_error; see api.h */
-    case SB_EV_EMBEDDING: rc = SB_ESTATE; break;
+        rc = SB_ESTATE;
+        break;
     }
     return rc;
 }

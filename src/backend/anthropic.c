@@ -4,8 +4,6 @@
 #include "backend/anthropic.h"
 
 #include <openssl/crypto.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,46 +12,6 @@
 /* -----------------------------------------------------------------------------------------------
  * Request rendering
  * --------------------------------------------------------------------------------------------- */
-
-static int fail_msg(char *err, size_t err_size, int code, const char *fmt, ...) SB_PRINTF(4, 5);
-static int fail_msg(char *err, size_t err_size, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err_size > 0 && vsnprintf(err, err_size, fmt, ap) < 0)
-        err[0] = '\0';
-    va_end(ap);
-    return code;
-}
-
-/* The messages array being written: consecutive blocks of one role share a turn, because the
- * API wants user and assistant turns to alternate. */
-struct turns {
-    struct sb_buf *b;
-    const char *role; /* the open turn's, or NULL */
-    bool first_block; /* the open turn has no block yet */
-    size_t n;         /* turns written */
-};
-
-/* Opens a turn for role if the open one is another role's, and writes the separator before the
- * block that follows. */
-static int block_begin(struct turns *t, const char *role)
-{
-    int rc = SB_OK;
-    if (t->role == NULL || strcmp(t->role, role) != 0) {
-        if (t->role)
-            rc = sb_buf_append_c(t->b, "]}");
-        if (rc == SB_OK)
-            rc = sb_buf_printf(t->b, "%s{\"role\":\"%s\",\"content\":[", t->n ? "," : "", role);
-        t->role = role;
-        t->first_block = true;
-        t->n++;
-    }
-    if (rc == SB_OK && !t->first_block)
-        rc = sb_buf_append_char(t->b, ',');
-    t->first_block = false;
-    return rc;
-}
 
 static int write_text_block(struct sb_buf *b, struct sb_str text)
 {
@@ -77,15 +35,15 @@ static int write_image_block(struct sb_buf *b, const struct sb_part *part, char 
     if (data.len == 0 && sb_str_starts_with(part->url, data_prefix)) {
         ptrdiff_t at = sb_str_find(part->url, b64_marker);
         if (at < 0)
-            return fail_msg(err, err_size, SB_EINVAL,
-                            "an image data: URL must be base64-encoded for Anthropic");
+            return sb__cloud_errf(err, err_size, SB_EINVAL,
+                                  "an image data: URL must be base64-encoded for Anthropic");
         media = (struct sb_str){part->url.p + data_prefix.len, (size_t)at - data_prefix.len};
         data = (struct sb_str){part->url.p + at + b64_marker.len,
                                part->url.len - (size_t)at - b64_marker.len};
     }
     if (data.len > 0) {
         if (media.len == 0)
-            return fail_msg(err, err_size, SB_EINVAL, "an image has no media type");
+            return sb__cloud_errf(err, err_size, SB_EINVAL, "an image has no media type");
         rc = sb_buf_append_c(b,
                              "{\"type\":\"image\",\"source\":{\"type\":\"base64\",\"media_type\":");
         if (rc == SB_OK)
@@ -96,7 +54,7 @@ static int write_image_block(struct sb_buf *b, const struct sb_part *part, char 
             rc = sb__cloud_json_string(b, data);
     } else {
         if (part->url.len == 0)
-            return fail_msg(err, err_size, SB_EINVAL, "an image has neither data nor a URL");
+            return sb__cloud_errf(err, err_size, SB_EINVAL, "an image has neither data nor a URL");
         rc = sb_buf_append_c(b, "{\"type\":\"image\",\"source\":{\"type\":\"url\",\"url\":");
         if (rc == SB_OK)
             rc = sb__cloud_json_string(b, part->url);
@@ -106,50 +64,9 @@ static int write_image_block(struct sb_buf *b, const struct sb_part *part, char 
     return rc;
 }
 
-/* The content parts of a message as blocks of the open turn (empty text is dropped: the API
- * rejects it). When t is NULL the blocks go straight into b, comma-separated, and *n counts them.
- */
-static int write_parts(struct turns *t, struct sb_buf *b, const char *role,
-                       const struct sb_message *m, size_t *n, char *err, size_t err_size)
+static int write_tool_use(struct sb_buf *b, const struct sb_tool_call *tc, struct sb_str args)
 {
-    int rc = SB_OK;
-    for (size_t i = 0; rc == SB_OK && i < m->n_parts; i++) {
-        const struct sb_part *part = &m->parts[i];
-        if (part->type == SB_PART_TEXT && part->text.len == 0)
-            continue;
-        if (t)
-            rc = block_begin(t, role);
-        else if (*n > 0)
-            rc = sb_buf_append_char(b, ',');
-        if (rc != SB_OK)
-            break;
-        if (part->type == SB_PART_TEXT)
-            rc = write_text_block(b, part->text);
-        else
-            rc = write_image_block(b, part, err, err_size);
-        (*n)++;
-    }
-    return rc;
-}
-
-static int write_tool_use(struct turns *t, const struct sb_tool_call *tc, size_t msg_index,
-                          char *err, size_t err_size)
-{
-    struct sb_buf *b = t->b;
-    struct sb_str args = tc->arguments;
-
-    if (tc->id.len == 0 || tc->name.len == 0)
-        return fail_msg(err, err_size, SB_EINVAL,
-                        "messages[%zu]: a tool call needs an id and a name", msg_index);
-    if (args.len == 0)
-        args = SB_STR_LIT("{}");
-    else if (!sb__cloud_json_is_object(args))
-        return fail_msg(err, err_size, SB_EINVAL,
-                        "messages[%zu]: the arguments of tool call %.*s are not a JSON object",
-                        msg_index, (int)SB_MIN(tc->id.len, 64), tc->id.p);
-    int rc = block_begin(t, "assistant");
-    if (rc == SB_OK)
-        rc = sb_buf_append_c(b, "{\"type\":\"tool_use\",\"id\":");
+    int rc = sb_buf_append_c(b, "{\"type\":\"tool_use\",\"id\":");
     if (rc == SB_OK)
         rc = sb__cloud_json_string(b, tc->id);
     if (rc == SB_OK)
@@ -165,17 +82,11 @@ static int write_tool_use(struct turns *t, const struct sb_tool_call *tc, size_t
     return rc;
 }
 
-/* A tool message: one tool_result block in a user turn. */
-static int write_tool_result(struct turns *t, const struct sb_message *m, size_t msg_index,
-                             char *err, size_t err_size)
+/* A tool message's tool_result block (in a user turn). */
+static int write_tool_result(struct sb_buf *b, const struct sb_message *m,
+                             const struct sb__turn_blocks *blocks, char *err, size_t err_size)
 {
-    struct sb_buf *b = t->b;
-    if (m->tool_call_id.len == 0)
-        return fail_msg(err, err_size, SB_EINVAL,
-                        "messages[%zu]: a tool message needs tool_call_id", msg_index);
-    int rc = block_begin(t, "user");
-    if (rc == SB_OK)
-        rc = sb_buf_append_c(b, "{\"type\":\"tool_result\",\"tool_use_id\":");
+    int rc = sb_buf_append_c(b, "{\"type\":\"tool_result\",\"tool_use_id\":");
     if (rc == SB_OK)
         rc = sb__cloud_json_string(b, m->tool_call_id);
     bool any = false;
@@ -185,7 +96,7 @@ static int write_tool_result(struct turns *t, const struct sb_message *m, size_t
         size_t n = 0;
         rc = sb_buf_append_c(b, ",\"content\":[");
         if (rc == SB_OK)
-            rc = write_parts(NULL, b, "user", m, &n, err, err_size);
+            rc = sb__turns_parts(NULL, b, "user", m, blocks, &n, err, err_size);
         if (rc == SB_OK)
             rc = sb_buf_append_char(b, ']');
     }
@@ -194,41 +105,33 @@ static int write_tool_result(struct turns *t, const struct sb_message *m, size_t
     return rc;
 }
 
+static const struct sb__turn_blocks anthropic_blocks = {
+    .text = write_text_block,
+    .image = write_image_block,
+    .tool_use = write_tool_use,
+    .tool_result = write_tool_result,
+};
+
 static int write_messages(const struct sb_request *req, struct sb_buf *b, char *err,
                           size_t err_size)
 {
-    struct turns t = {.b = b};
+    struct sb__turns t = {.b = b};
     int rc = sb_buf_append_c(b, ",\"messages\":[");
 
     if (req->kind == SB_REQ_COMPLETION) {
         /* Anthropic has no completion API: the prompt is the user's one message. */
         if (rc == SB_OK)
-            rc = block_begin(&t, "user");
+            rc = sb__turns_block(&t, "user");
         if (rc == SB_OK)
             rc = write_text_block(b, req->prompt);
     }
-    for (size_t i = 0; rc == SB_OK && req->kind == SB_REQ_CHAT && i < req->n_messages; i++) {
-        const struct sb_message *m = &req->messages[i];
-        size_t n = 0;
-        switch (m->role) {
-        case SB_ROLE_SYSTEM: break; /* the top-level "system" */
-        case SB_ROLE_USER: rc = write_parts(&t, b, "user", m, &n, err, err_size); break;
-        case SB_ROLE_TOOL: rc = write_tool_result(&t, m, i, err, err_size); break;
-        case SB_ROLE_ASSISTANT:
-            rc = write_parts(&t, b, "assistant", m, &n, err, err_size);
-            for (size_t k = 0; rc == SB_OK && k < m->n_tool_calls; k++)
-                rc = write_tool_use(&t, &m->tool_calls[k], i, err, err_size);
-            break;
-        }
-    }
-    if (rc == SB_OK && t.n == 0)
-        return fail_msg(err, err_size, SB_EINVAL, "the request has no user or assistant content");
+    if (rc == SB_OK && req->kind == SB_REQ_CHAT)
+        rc = sb__turns_chat(&t, req, &anthropic_blocks, err, err_size);
     if (rc == SB_OK)
-        rc = sb_buf_append_c(b, "]}]");
+        rc = sb__turns_end(&t, err, err_size);
     return rc;
 }
 
-/* Every system message's text, joined by blank lines, as the top-level "system" string. */
 static int write_system(const struct sb_request *req, struct sb_buf *b)
 {
     bool any = false;
@@ -268,8 +171,8 @@ static int write_tools(const struct sb_request *req, struct sb_buf *b, char *err
         if (schema.len == 0)
             schema = SB_STR_LIT("{\"type\":\"object\",\"properties\":{}}");
         else if (!sb__cloud_json_is_object(schema))
-            return fail_msg(err, err_size, SB_EINVAL,
-                            "tools[%zu]: parameters must be a JSON Schema object", i);
+            return sb__cloud_errf(err, err_size, SB_EINVAL,
+                                  "tools[%zu]: parameters must be a JSON Schema object", i);
         rc = sb_buf_append_c(b, i ? ",{\"name\":" : "{\"name\":");
         if (rc == SB_OK)
             rc = sb__cloud_json_string(b, tool->name);
@@ -288,7 +191,7 @@ static int write_tools(const struct sb_request *req, struct sb_buf *b, char *err
     if (rc != SB_OK)
         return rc;
     if ((size_t)req->tool_choice >= SB_ARRAY_LEN(choice_types))
-        return fail_msg(err, err_size, SB_EINVAL, "an unknown tool_choice");
+        return sb__cloud_errf(err, err_size, SB_EINVAL, "an unknown tool_choice");
     rc = sb_buf_printf(b, "],\"tool_choice\":{\"type\":\"%s\"", choice_types[req->tool_choice]);
     if (rc == SB_OK && req->tool_choice == SB_TOOL_CHOICE_NAMED) {
         rc = sb_buf_append_c(b, ",\"name\":");
@@ -336,7 +239,8 @@ int sb__anthropic_render(const struct sb_request *req, struct sb_str model, stru
     if (err_size > 0)
         err[0] = '\0';
     if (req->kind != SB_REQ_CHAT && req->kind != SB_REQ_COMPLETION)
-        return fail_msg(err, err_size, SB_EUNSUPPORTED, "Anthropic models serve no embeddings");
+        return sb__cloud_errf(err, err_size, SB_EUNSUPPORTED,
+                              "Anthropic models serve no embeddings");
 
     int64_t max_tokens = req->max_tokens > 0 ? req->max_tokens : SB__ANTHROPIC_DEFAULT_MAX_TOKENS;
     int rc = sb_buf_append_c(out, "{\"model\":");
@@ -362,7 +266,7 @@ int sb__anthropic_render(const struct sb_request *req, struct sb_str model, stru
     if (rc == SB_OK)
         rc = sb_buf_append_char(out, '}');
     if (rc == SB_EINVAL && err_size > 0 && err[0] == '\0')
-        fail_msg(err, err_size, rc, "a sampling value is not a finite number");
+        sb__cloud_errf(err, err_size, rc, "a sampling value is not a finite number");
     return rc;
 }
 
@@ -381,8 +285,9 @@ struct anthropic_backend {
     int64_t created;
 };
 
-static void *codec_create(sb__sink_fn sink, void *ud)
+static void *codec_create(sb__sink_fn sink, void *ud, const void *ctx)
 {
+    SB_UNUSED(ctx);
     return sb__anth_stream_new(sink, ud);
 }
 
@@ -425,10 +330,7 @@ static void backend_destroy(struct anthropic_backend *b)
     free(b->name);
     free(b->url);
     free(b->model);
-    if (b->api_key) {
-        OPENSSL_cleanse(b->api_key, strlen(b->api_key));
-        free(b->api_key);
-    }
+    sb__cloud_free_secret(b->api_key);
     free(b);
 }
 
@@ -462,22 +364,18 @@ static int anthropic_create(const struct sb_model_config *cfg, struct sb_backend
 
     *out = NULL;
     if (!cfg->api_key || !*cfg->api_key) {
-        rc = fail_msg(err, err_size, SB_EINVAL,
-                      "model '%s' (line %d): backend anthropic needs api_key, e.g. "
-                      "api_key: ${ANTHROPIC_API_KEY}",
-                      cfg->name ? cfg->name : "?", cfg->line);
+        rc = sb__cloud_errf(err, err_size, SB_EINVAL,
+                            "model '%s' (line %d): backend anthropic needs api_key, e.g. "
+                            "api_key: ${ANTHROPIC_API_KEY}",
+                            cfg->name ? cfg->name : "?", cfg->line);
         goto fail;
     }
-    if (cfg->base_url && strncmp(cfg->base_url, "http://", 7) != 0 &&
-        strncmp(cfg->base_url, "https://", 8) != 0) {
-        rc = fail_msg(err, err_size, SB_EINVAL,
-                      "model '%s' (line %d): base_url must start with http:// or https://",
-                      cfg->name ? cfg->name : "?", cfg->line);
+    rc = sb__cloud_check_base_url(cfg, err, err_size);
+    if (rc != SB_OK)
         goto fail;
-    }
     b = calloc(1, sizeof *b);
     if (!b) {
-        rc = fail_msg(err, err_size, SB_ENOMEM, "out of memory");
+        rc = sb__cloud_errf(err, err_size, SB_ENOMEM, "out of memory");
         goto fail;
     }
     b->base.ops = &sb_anthropic_backend_ops;
@@ -487,12 +385,10 @@ static int anthropic_create(const struct sb_model_config *cfg, struct sb_backend
         dup_or_null(cfg->upstream_model && *cfg->upstream_model ? cfg->upstream_model : cfg->name);
     b->api_key = strdup(cfg->api_key);
     if (!b->name || !b->url || !b->model || !b->api_key) {
-        rc = fail_msg(err, err_size, SB_ENOMEM, "out of memory");
+        rc = sb__cloud_errf(err, err_size, SB_ENOMEM, "out of memory");
         goto fail;
     }
-    b->timeouts =
-        (struct sb_upstream_timeouts){cfg->timeouts.connect_ms, cfg->timeouts.first_byte_ms,
-                                      cfg->timeouts.idle_ms, cfg->timeouts.total_ms};
+    b->timeouts = sb__cloud_timeouts(cfg);
     b->n_ctx = cfg->n_ctx;
     b->created = sb_unix_time();
     *out = &b->base;
@@ -514,6 +410,10 @@ static int anthropic_start(struct sb_backend *base, struct sb_call *call)
     sb_buf_init(&key_header, 4096);
     if (!call || !call->req) {
         rc = SB_EINVAL;
+        goto fail;
+    }
+    if (call->req->kind == SB_REQ_EMBED) {
+        rc = SB_EUNSUPPORTED; /* refused now, so that routing can look elsewhere */
         goto fail;
     }
     rc = sb__anthropic_render(call->req, sb_str_c(b->model), &body, err, sizeof err);
@@ -541,7 +441,7 @@ static int anthropic_start(struct sb_backend *base, struct sb_call *call)
         .body = sb_buf_view(&body),
         .timeouts = b->timeouts,
     };
-    rc = sb__cloud_call_start(call, b->name, b->model, &anthropic_codec, &r);
+    rc = sb__cloud_call_start(call, b->name, b->model, &anthropic_codec, NULL, &r);
 
 fail:
     if (key_header.p)
@@ -549,12 +449,6 @@ fail:
     sb_buf_free(&key_header);
     sb_buf_free(&body);
     return rc;
-}
-
-static void anthropic_cancel(struct sb_backend *base, struct sb_call *call)
-{
-    SB_UNUSED(base);
-    sb__cloud_call_cancel(call);
 }
 
 static void anthropic_info(const struct sb_backend *base, struct sb_backend_info *out)
@@ -569,14 +463,6 @@ static void anthropic_info(const struct sb_backend *base, struct sb_backend_info
     out->created = b->created;
 }
 
-static int anthropic_count_tokens(struct sb_backend *base, struct sb_str text, int64_t *out)
-{
-    SB_UNUSED(base);
-    SB_UNUSED(text);
-    *out = 0;
-    return SB_EUNSUPPORTED;
-}
-
 static void anthropic_free(struct sb_backend *base)
 {
     backend_destroy((struct anthropic_backend *)base);
@@ -586,9 +472,9 @@ const struct sb_backend_ops sb_anthropic_backend_ops = {
     .kind = "anthropic",
     .create = anthropic_create,
     .start = anthropic_start,
-    .cancel = anthropic_cancel,
+    .cancel = sb__cloud_call_cancel,
     .info = anthropic_info,
-    .count_tokens = anthropic_count_tokens,
+    .count_tokens = sb__cloud_count_tokens,
     .tokenize = NULL,
     .render_prompt = NULL,
     .free = anthropic_free,

@@ -6,8 +6,8 @@
 
 #include "backend/cloud.h"
 
-/* Anthropic requires max_tokens; a request that sets none gets this many (documented in
- * docs/backends; large enough for ordinary answers, small enough to bound a runaway one). */
+/* Anthropic requires max_tokens; a request that sets none gets this many: enough for ordinary
+ * answers, few enough to bound a runaway one. */
 #define SB__ANTHROPIC_DEFAULT_MAX_TOKENS 4096
 #define SB__ANTHROPIC_VERSION            "2023-06-01"
 #define SB__ANTHROPIC_BODY_MAX           (64u << 20)
@@ -32,8 +32,9 @@ struct sb__anth_stream *sb__anth_stream_new(sb__sink_fn sink, void *ud);
 void sb__anth_stream_free(struct sb__anth_stream *s);
 /* Feeds a piece of the response body (any split). Emits START at message_start, TEXT and
  * TOOL_CALL deltas, and USAGE then FINISH at message_stop; an SSE error event, malformed data or
- * an impossible sequence emits one ERROR. Returns 0 to go on, non-zero once the stream has ended
- * (or the sink said stop): feed nothing more. */
+ * an impossible sequence emits one ERROR. Returns non-zero once the stream failed or the sink said
+ * stop: feed nothing more. After a FINISH it returns 0 and ignores the rest, so the transfer ends
+ * on its own and its connection stays reusable. */
 int sb__anth_stream_feed(struct sb__anth_stream *s, const char *p, size_t len);
 /* The body ended: emits an ERROR unless the stream already ended. */
 void sb__anth_stream_eof(struct sb__anth_stream *s);

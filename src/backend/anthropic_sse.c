@@ -2,8 +2,8 @@
  * event framing (split anywhere), then one handler per event name (message_start,
  * content_block_start/delta/stop, message_delta, message_stop, ping, error). */
 #include "backend/anthropic.h"
+#include "backend/cloud_stream.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,58 +11,24 @@
 #define SSE_EVENT_MAX   (8u << 20) /* one event's data lines together */
 #define ANTH_MAX_BLOCKS 1024       /* content blocks in one message */
 
-/* -----------------------------------------------------------------------------------------------
- * Types
- * --------------------------------------------------------------------------------------------- */
-
-enum block_kind { BLOCK_NONE, BLOCK_TEXT, BLOCK_TOOL, BLOCK_OTHER };
-
-/* One content block of the message, by its index in the stream. */
-struct block {
-    enum block_kind kind;
-    int32_t tool_index; /* BLOCK_TOOL: the canonical tool-call index */
-    bool args_seen;     /* BLOCK_TOOL: a non-empty arguments piece was emitted */
-};
-
 struct sb__anth_stream {
-    sb__sink_fn sink;
-    void *ud;
-    /* SSE framing */
-    struct sb_buf line;  /* the line being read */
-    struct sb_buf event; /* the current event's name */
-    struct sb_buf data;  /* its data lines, joined with '\n' */
-    bool has_data;
-    bool after_cr; /* the last byte was '\r': a '\n' next belongs to the same line end */
+    struct sb__emitter out;
+    struct sb__sse sse;
     /* The message */
-    struct block *blocks;
-    size_t n_blocks;
-    int32_t n_tools;
+    struct sb__blocks blocks;
     struct sb_usage usage;
     enum sb_finish_reason reason;
     struct sb_buf stop_sequence;
     bool started;
-    bool ended; /* an end was emitted, or the sink said stop */
 };
 
 /* -----------------------------------------------------------------------------------------------
- * Emitting
+ * Errors
  * --------------------------------------------------------------------------------------------- */
-
-static int emit(struct sb__anth_stream *s, const struct sb_event *ev)
-{
-    if (s->ended)
-        return 1;
-    if (s->sink(s->ud, ev) != 0 || ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
-        s->ended = true;
-    return s->ended;
-}
 
 static int malformed(struct sb__anth_stream *s, const char *what)
 {
-    sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0, "anthropic: malformed stream: %s",
-                   what);
-    s->ended = true;
-    return 1;
+    return sb__emitter_malformed(&s->out, what);
 }
 
 /* Anthropic's error types, as a client of the gateway should see them. */
@@ -109,26 +75,19 @@ static void emit_api_error(struct sb__anth_stream *s, json_t *err, int status_hi
         const char *who = status_hint == 401 || status_hint == 403
                               ? "anthropic refused the gateway's API key"
                               : "anthropic";
-        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, status, retryable, retry_after_ms,
-                       "%s (HTTP %d%s%s): %s", who, status_hint, type ? ", " : "", type ? type : "",
-                       msg ? msg : "no error message");
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, status, retryable, retry_after_ms,
+                         "%s (HTTP %d%s%s): %s", who, status_hint, type ? ", " : "",
+                         type ? type : "", msg ? msg : "no error message");
     } else {
-        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, status, retryable, retry_after_ms,
-                       "anthropic: %s: %s", type ? type : "error", msg ? msg : "no error message");
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, status, retryable, retry_after_ms,
+                         "anthropic: %s: %s", type ? type : "error",
+                         msg ? msg : "no error message");
     }
-    s->ended = true;
 }
 
 /* -----------------------------------------------------------------------------------------------
  * Event handlers
  * --------------------------------------------------------------------------------------------- */
-
-static struct sb_str jstr(json_t *j)
-{
-    if (!json_is_string(j))
-        return SB_STR_NULL;
-    return (struct sb_str){json_string_value(j), json_string_length(j)};
-}
 
 /* A usage object's counts; absent fields leave the totals as they are (message_delta repeats
  * only some of them). */
@@ -171,78 +130,32 @@ static int on_message_start(struct sb__anth_stream *s, json_t *j)
     s->started = true;
     apply_usage(s, json_object_get(msg, "usage"));
     struct sb_event ev = {.type = SB_EV_START};
-    ev.start.model = jstr(json_object_get(msg, "model"));
-    return emit(s, &ev);
-}
-
-/* The block at index, growing the table; NULL for an impossible index. */
-static struct block *block_at(struct sb__anth_stream *s, json_t *j)
-{
-    json_t *idx = json_object_get(j, "index");
-    if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
-        json_integer_value(idx) >= ANTH_MAX_BLOCKS)
-        return NULL;
-    size_t i = (size_t)json_integer_value(idx);
-    if (i >= s->n_blocks) {
-        struct block *nb = realloc(s->blocks, (i + 1) * sizeof *nb);
-        if (!nb)
-            return NULL;
-        memset(nb + s->n_blocks, 0, (i + 1 - s->n_blocks) * sizeof *nb);
-        s->blocks = nb;
-        s->n_blocks = i + 1;
-    }
-    return &s->blocks[i];
-}
-
-static int emit_text(struct sb__anth_stream *s, struct sb_str text)
-{
-    if (text.len == 0)
-        return 0;
-    struct sb_event ev = {.type = SB_EV_TEXT};
-    ev.text.text = text;
-    return emit(s, &ev);
-}
-
-static int emit_args(struct sb__anth_stream *s, struct block *b, struct sb_str args)
-{
-    if (args.len == 0)
-        return 0;
-    b->args_seen = true;
-    struct sb_event ev = {.type = SB_EV_TOOL_CALL};
-    ev.tool_call.index = b->tool_index;
-    ev.tool_call.arguments = args;
-    return emit(s, &ev);
+    ev.start.model = sb__json_str(json_object_get(msg, "model"));
+    return sb__emitter_emit(&s->out, &ev);
 }
 
 static int on_block_start(struct sb__anth_stream *s, json_t *j)
 {
-    struct block *b = block_at(s, j);
+    struct sb__block *b = sb__blocks_at(&s->blocks, j, "index");
     json_t *cb = json_object_get(j, "content_block");
     if (!b || !json_is_object(cb))
         return malformed(s, "content_block_start without an index or a block");
-    if (b->kind != BLOCK_NONE)
+    if (b->kind != SB__BLOCK_NONE)
         return malformed(s, "a content block started twice");
     const char *type = json_string_value(json_object_get(cb, "type"));
     if (type && strcmp(type, "text") == 0) {
-        b->kind = BLOCK_TEXT;
-        return emit_text(s, jstr(json_object_get(cb, "text")));
+        b->kind = SB__BLOCK_TEXT;
+        return sb__emitter_text(&s->out, sb__json_str(json_object_get(cb, "text")));
     }
     if (!type || strcmp(type, "tool_use") != 0) {
-        b->kind = BLOCK_OTHER; /* thinking, redacted_thinking, server tools: not for clients */
+        b->kind = SB__BLOCK_OTHER; /* thinking, redacted_thinking, server tools: not for clients */
         return 0;
     }
-    struct sb_str id = jstr(json_object_get(cb, "id"));
-    struct sb_str name = jstr(json_object_get(cb, "name"));
+    struct sb_str id = sb__json_str(json_object_get(cb, "id"));
+    struct sb_str name = sb__json_str(json_object_get(cb, "name"));
     if (id.len == 0 || name.len == 0)
         return malformed(s, "a tool_use block without an id or a name");
-    b->kind = BLOCK_TOOL;
-    b->tool_index = s->n_tools++;
-    struct sb_event ev = {.type = SB_EV_TOOL_CALL};
-    ev.tool_call.index = b->tool_index;
-    ev.tool_call.id = id;
-    ev.tool_call.name = name;
-    ev.tool_call.arguments = SB_STR_LIT("");
-    int rc = emit(s, &ev);
+    int rc = sb__blocks_open_tool(&s->blocks, b, &s->out, id, name);
     /* The stream sends input as {} here and the real input as deltas; a non-empty one is the
      * whole input already. */
     json_t *input = json_object_get(cb, "input");
@@ -250,7 +163,7 @@ static int on_block_start(struct sb__anth_stream *s, json_t *j)
         char *text = json_dumps(input, JSON_COMPACT);
         if (!text)
             return malformed(s, "a tool_use input that cannot be written back");
-        rc = emit_args(s, b, sb_str_c(text));
+        rc = sb__block_args(b, &s->out, sb_str_c(text));
         free(text);
     }
     return rc;
@@ -258,37 +171,35 @@ static int on_block_start(struct sb__anth_stream *s, json_t *j)
 
 static int on_block_delta(struct sb__anth_stream *s, json_t *j)
 {
-    struct block *b = block_at(s, j);
+    struct sb__block *b = sb__blocks_at(&s->blocks, j, "index");
     json_t *d = json_object_get(j, "delta");
     if (!b || !json_is_object(d))
         return malformed(s, "content_block_delta without an index or a delta");
-    if (b->kind == BLOCK_NONE)
+    if (b->kind == SB__BLOCK_NONE)
         return malformed(s, "a delta for a content block that never started");
     const char *type = json_string_value(json_object_get(d, "type"));
     if (!type)
         return malformed(s, "a delta without a type");
     if (strcmp(type, "text_delta") == 0) {
-        if (b->kind != BLOCK_TEXT)
+        if (b->kind != SB__BLOCK_TEXT)
             return malformed(s, "a text delta for a block that is not text");
-        return emit_text(s, jstr(json_object_get(d, "text")));
+        return sb__emitter_text(&s->out, sb__json_str(json_object_get(d, "text")));
     }
     if (strcmp(type, "input_json_delta") == 0) {
-        if (b->kind != BLOCK_TOOL)
+        if (b->kind != SB__BLOCK_TOOL)
             return malformed(s, "an input_json_delta for a block that is not tool_use");
-        return emit_args(s, b, jstr(json_object_get(d, "partial_json")));
+        return sb__block_args(b, &s->out, sb__json_str(json_object_get(d, "partial_json")));
     }
     return 0; /* thinking_delta, signature_delta, citations_delta: not for clients */
 }
 
 static int on_block_stop(struct sb__anth_stream *s, json_t *j)
 {
-    struct block *b = block_at(s, j);
-    if (!b || b->kind == BLOCK_NONE)
+    struct sb__block *b = sb__blocks_at(&s->blocks, j, "index");
+    if (!b || b->kind == SB__BLOCK_NONE)
         return malformed(s, "content_block_stop for a block that never started");
     /* A tool called without arguments streams none; clients expect an object. */
-    if (b->kind == BLOCK_TOOL && !b->args_seen)
-        return emit_args(s, b, SB_STR_LIT("{}"));
-    return 0;
+    return sb__block_stop(b, &s->out);
 }
 
 /* Anthropic's stop reasons. */
@@ -310,7 +221,7 @@ static int on_message_delta(struct sb__anth_stream *s, json_t *j)
         if (strcmp(stop_reasons[i].name, reason) == 0)
             s->reason = stop_reasons[i].reason;
     }
-    struct sb_str seq = jstr(json_object_get(d, "stop_sequence"));
+    struct sb_str seq = sb__json_str(json_object_get(d, "stop_sequence"));
     if (seq.len > 0) {
         sb_buf_reset(&s->stop_sequence);
         if (sb_buf_append_str(&s->stop_sequence, seq) != SB_OK)
@@ -325,14 +236,7 @@ static int on_message_stop(struct sb__anth_stream *s, json_t *j)
     SB_UNUSED(j);
     if (!s->started)
         return malformed(s, "message_stop before message_start");
-    struct sb_event ev = {.type = SB_EV_USAGE};
-    ev.usage = s->usage;
-    if (emit(s, &ev) != 0)
-        return 1;
-    ev = (struct sb_event){.type = SB_EV_FINISH};
-    ev.finish.reason = s->reason;
-    ev.finish.stop_sequence = sb_buf_view(&s->stop_sequence);
-    return emit(s, &ev);
+    return sb__emitter_finish(&s->out, &s->usage, s->reason, sb_buf_view(&s->stop_sequence));
 }
 
 static int on_error(struct sb__anth_stream *s, json_t *j)
@@ -365,23 +269,21 @@ static const struct {
 };
 
 /* -----------------------------------------------------------------------------------------------
- * Server-sent event framing
+ * Server-sent events (framed by cloud_stream.c)
  * --------------------------------------------------------------------------------------------- */
 
-static int dispatch(struct sb__anth_stream *s)
+static int on_event(void *ud, struct sb_str event, struct sb_str data)
 {
-    json_t *j = NULL;
+    struct sb__anth_stream *s = ud;
     int rc = 0;
 
-    if (!s->has_data)
-        goto done;
-    j = json_loadb(s->data.p, s->data.len, 0, NULL);
+    json_t *j = json_loadb(data.p, data.len, 0, NULL);
     if (!json_is_object(j)) {
         rc = malformed(s, "an event whose data is not a JSON object");
         goto done;
     }
     /* The event: line names it; its data's "type" says the same, and stands in if it is absent. */
-    const char *name = s->event.len ? s->event.p : json_string_value(json_object_get(j, "type"));
+    const char *name = event.len ? event.p : json_string_value(json_object_get(j, "type"));
     for (size_t i = 0; name && i < SB_ARRAY_LEN(handlers); i++) {
         if (strcmp(handlers[i].name, name) == 0) {
             rc = handlers[i].fn(s, j);
@@ -390,92 +292,22 @@ static int dispatch(struct sb__anth_stream *s)
     }
 done:
     json_decref(j);
-    sb_buf_reset(&s->event);
-    sb_buf_reset(&s->data);
-    s->has_data = false;
-    return rc;
-}
-
-/* One complete line (without its end). */
-static int on_line(struct sb__anth_stream *s, struct sb_str line)
-{
-    if (line.len == 0)
-        return dispatch(s);
-    if (line.p[0] == ':')
-        return 0; /* a comment */
-    const char *colon = memchr(line.p, ':', line.len);
-    struct sb_str field = {line.p, colon ? (size_t)(colon - line.p) : line.len};
-    struct sb_str value = SB_STR_NULL;
-    if (colon) {
-        value = (struct sb_str){colon + 1, line.len - field.len - 1};
-        if (value.len > 0 && value.p[0] == ' ') {
-            value.p++;
-            value.len--;
-        }
-    }
-    int rc = SB_OK;
-    if (sb_str_eq_c(field, "event")) {
-        sb_buf_reset(&s->event);
-        rc = sb_buf_append_str(&s->event, value);
-    } else if (sb_str_eq_c(field, "data")) {
-        if (s->has_data)
-            rc = sb_buf_append_char(&s->data, '\n');
-        if (rc == SB_OK)
-            rc = sb_buf_append_str(&s->data, value);
-        s->has_data = true;
-    } /* id, retry and unknown fields: nothing to do */
-    if (rc != SB_OK)
-        return malformed(s, "an event too large");
-    return 0;
+    return rc != 0 || s->out.ended;
 }
 
 int sb__anth_stream_feed(struct sb__anth_stream *s, const char *p, size_t len)
 {
-    size_t i = 0;
-
-    while (!s->ended && i < len) {
-        if (s->after_cr && p[i] == '\n') {
-            i++;
-            s->after_cr = false;
-            continue;
-        }
-        s->after_cr = false;
-        /* The next line end, '\r' or '\n'. */
-        size_t j = i;
-        while (j < len && p[j] != '\n' && p[j] != '\r')
-            j++;
-        struct sb_str line = {p + i, j - i};
-        if (j == len) {
-            if (sb_buf_append_str(&s->line, line) != SB_OK)
-                return malformed(s, "a line too long");
-            break;
-        }
-        s->after_cr = p[j] == '\r';
-        int rc;
-        if (s->line.len > 0) {
-            rc = sb_buf_append_str(&s->line, line);
-            if (rc != SB_OK)
-                return malformed(s, "a line too long");
-            rc = on_line(s, sb_buf_view(&s->line));
-            sb_buf_reset(&s->line);
-        } else {
-            rc = on_line(s, line);
-        }
-        if (rc != 0)
-            break;
-        i = j + 1;
-    }
-    return s->ended;
+    const char *why = NULL;
+    if (!s->out.ended && sb__sse_feed(&s->sse, p, len, on_event, s, &why) == SB_EUPSTREAM)
+        malformed(s, why);
+    return sb__emitter_feed_result(&s->out);
 }
 
 void sb__anth_stream_eof(struct sb__anth_stream *s)
 {
     /* An event not closed by its blank line is discarded, as SSE says: the stream was cut. */
-    if (!s->ended) {
-        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0,
-                       "anthropic: the stream ended before message_stop");
-        s->ended = true;
-    }
+    sb__emitter_fail(&s->out, SB_EUPSTREAM, 502, false, 0,
+                     "anthropic: the stream ended before message_stop");
 }
 
 void sb__anth_stream_http_error(struct sb__anth_stream *s, int status, struct sb_str body,
@@ -489,9 +321,8 @@ void sb__anth_stream_http_error(struct sb__anth_stream *s, int status, struct sb
         int mapped;
         bool retryable;
         sb__map_http_status(status, &mapped, &retryable);
-        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
-                       "anthropic answered HTTP %d without an error object", status);
-        s->ended = true;
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
+                         "anthropic answered HTTP %d without an error object", status);
     }
     json_decref(j);
 }
@@ -501,11 +332,9 @@ struct sb__anth_stream *sb__anth_stream_new(sb__sink_fn sink, void *ud)
     struct sb__anth_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->sink = sink;
-    s->ud = ud;
-    sb_buf_init(&s->line, SSE_LINE_MAX);
-    sb_buf_init(&s->event, 256);
-    sb_buf_init(&s->data, SSE_EVENT_MAX);
+    sb__emitter_init(&s->out, sink, ud, "anthropic");
+    sb__sse_init(&s->sse, SSE_LINE_MAX, SSE_EVENT_MAX);
+    s->blocks.max = ANTH_MAX_BLOCKS;
     sb_buf_init(&s->stop_sequence, 4096);
     s->reason = SB_FINISH_STOP;
     return s;
@@ -515,10 +344,8 @@ void sb__anth_stream_free(struct sb__anth_stream *s)
 {
     if (!s)
         return;
-    sb_buf_free(&s->line);
-    sb_buf_free(&s->event);
-    sb_buf_free(&s->data);
+    sb__sse_free(&s->sse);
     sb_buf_free(&s->stop_sequence);
-    free(s->blocks);
+    sb__blocks_free(&s->blocks);
     free(s);
 }

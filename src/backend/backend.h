@@ -46,6 +46,15 @@ struct sb_backend_info {
     const char *quantization; /* "Q4_K_M", "F16", ... */
     const char *digest;       /* sha256 of the weights, lowercase hex */
     int64_t expires_at;       /* unix time the model will be unloaded; 0 = it stays loaded */
+    /* Lifecycle and load, for /api/ps, /ready and /metrics. Zero for backends that load nothing.
+     * For a local model, ready means it can take requests: loaded, loading, or unloaded and able
+     * to load on demand; it is false only after a failed load (until a retry succeeds). */
+    bool loaded;         /* the weights are in memory now */
+    bool loading;        /* a load is under way or waiting for room (requests queue meanwhile) */
+    bool failed;         /* the last load failed: requests get 503 until a retry succeeds */
+    int32_t queue_depth; /* requests waiting for a slot (or for the load) */
+    int32_t busy_slots;  /* slots serving a request now */
+    int32_t n_slots;     /* slots when loaded (the config's parallel) */
 };
 
 struct sb_backend_ops {
@@ -96,5 +105,11 @@ static inline void sb_backend_free(struct sb_backend *b) { if (b) b->ops->free(b
 
 /* The local backend: an in-process llama.cpp engine (backend/local.c). */
 extern const struct sb_backend_ops sb_local_backend_ops;
+
+/* Applies what all local models share (config `local:`) to this process: max_loaded counts every
+ * local backend created, whatever its config. Call before creating local backends (serve does it
+ * once after loading the config); a later call changes the limit for loads that follow, and
+ * unloads nothing by itself. Thread-safe. */
+void sb_local_configure(const struct sb_local_config *cfg);
 
 #endif

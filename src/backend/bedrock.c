@@ -5,51 +5,12 @@
 #include "backend/bedrock.h"
 
 #include <openssl/crypto.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* -----------------------------------------------------------------------------------------------
  * Request rendering
  * --------------------------------------------------------------------------------------------- */
-
-static int fail_msg(char *err, size_t err_size, int code, const char *fmt, ...) SB_PRINTF(4, 5);
-static int fail_msg(char *err, size_t err_size, int code, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err_size > 0 && vsnprintf(err, err_size, fmt, ap) < 0)
-        err[0] = '\0';
-    va_end(ap);
-    return code;
-}
-
-/* Consecutive blocks of one role share a turn: Converse wants user and assistant to alternate. */
-struct turns {
-    struct sb_buf *b;
-    const char *role; /* the open turn's, or NULL */
-    bool first_block;
-    size_t n;
-};
-
-static int block_begin(struct turns *t, const char *role)
-{
-    int rc = SB_OK;
-    if (t->role == NULL || strcmp(t->role, role) != 0) {
-        if (t->role)
-            rc = sb_buf_append_c(t->b, "]}");
-        if (rc == SB_OK)
-            rc = sb_buf_printf(t->b, "%s{\"role\":\"%s\",\"content\":[", t->n ? "," : "", role);
-        t->role = role;
-        t->first_block = true;
-        t->n++;
-    }
-    if (rc == SB_OK && !t->first_block)
-        rc = sb_buf_append_char(t->b, ',');
-    t->first_block = false;
-    return rc;
-}
 
 static int write_text(struct sb_buf *b, struct sb_str text)
 {
@@ -80,8 +41,8 @@ static int write_image(struct sb_buf *b, const struct sb_part *part, char *err, 
     if (data.len == 0) {
         ptrdiff_t at = sb_str_find(part->url, b64_marker);
         if (!sb_str_starts_with(part->url, data_prefix) || at < 0)
-            return fail_msg(err, err_size, SB_EUNSUPPORTED,
-                            "Bedrock takes images as base64 data, not as URLs");
+            return sb__cloud_errf(err, err_size, SB_EUNSUPPORTED,
+                                  "Bedrock takes images as base64 data, not as URLs");
         media = (struct sb_str){part->url.p + data_prefix.len, (size_t)at - data_prefix.len};
         data = (struct sb_str){part->url.p + at + b64_marker.len,
                                part->url.len - (size_t)at - b64_marker.len};
@@ -92,9 +53,9 @@ static int write_image(struct sb_buf *b, const struct sb_part *part, char *err, 
             format = image_formats[i].format;
     }
     if (!format)
-        return fail_msg(err, err_size, SB_EUNSUPPORTED,
-                        "Bedrock takes PNG, JPEG, GIF or WebP images, not '%.*s'",
-                        (int)SB_MIN(media.len, 64), media.p ? media.p : "");
+        return sb__cloud_errf(err, err_size, SB_EUNSUPPORTED,
+                              "Bedrock takes PNG, JPEG, GIF or WebP images, not '%.*s'",
+                              (int)SB_MIN(media.len, 64), media.p ? media.p : "");
     int rc = sb_buf_printf(b, "{\"image\":{\"format\":\"%s\",\"source\":{\"bytes\":", format);
     if (rc == SB_OK)
         rc = sb__cloud_json_string(b, data);
@@ -103,47 +64,9 @@ static int write_image(struct sb_buf *b, const struct sb_part *part, char *err, 
     return rc;
 }
 
-/* A message's parts as content blocks (empty text dropped: Converse rejects blank text). With t
- * NULL they go straight into b, comma-separated, counted in *n. */
-static int write_parts(struct turns *t, struct sb_buf *b, const char *role,
-                       const struct sb_message *m, size_t *n, char *err, size_t err_size)
+static int write_tool_use(struct sb_buf *b, const struct sb_tool_call *tc, struct sb_str args)
 {
-    int rc = SB_OK;
-    for (size_t i = 0; rc == SB_OK && i < m->n_parts; i++) {
-        const struct sb_part *part = &m->parts[i];
-        if (part->type == SB_PART_TEXT && part->text.len == 0)
-            continue;
-        if (t)
-            rc = block_begin(t, role);
-        else if (*n > 0)
-            rc = sb_buf_append_char(b, ',');
-        if (rc != SB_OK)
-            break;
-        rc = part->type == SB_PART_TEXT ? write_text(b, part->text)
-                                        : write_image(b, part, err, err_size);
-        (*n)++;
-    }
-    return rc;
-}
-
-static int write_tool_use(struct turns *t, const struct sb_tool_call *tc, size_t msg_index,
-                          char *err, size_t err_size)
-{
-    struct sb_buf *b = t->b;
-    struct sb_str args = tc->arguments;
-
-    if (tc->id.len == 0 || tc->name.len == 0)
-        return fail_msg(err, err_size, SB_EINVAL,
-                        "messages[%zu]: a tool call needs an id and a name", msg_index);
-    if (args.len == 0)
-        args = SB_STR_LIT("{}");
-    else if (!sb__cloud_json_is_object(args))
-        return fail_msg(err, err_size, SB_EINVAL,
-                        "messages[%zu]: the arguments of tool call %.*s are not a JSON object",
-                        msg_index, (int)SB_MIN(tc->id.len, 64), tc->id.p);
-    int rc = block_begin(t, "assistant");
-    if (rc == SB_OK)
-        rc = sb_buf_append_c(b, "{\"toolUse\":{\"toolUseId\":");
+    int rc = sb_buf_append_c(b, "{\"toolUse\":{\"toolUseId\":");
     if (rc == SB_OK)
         rc = sb__cloud_json_string(b, tc->id);
     if (rc == SB_OK)
@@ -159,23 +82,17 @@ static int write_tool_use(struct turns *t, const struct sb_tool_call *tc, size_t
     return rc;
 }
 
-static int write_tool_result(struct turns *t, const struct sb_message *m, size_t msg_index,
-                             char *err, size_t err_size)
+static int write_tool_result(struct sb_buf *b, const struct sb_message *m,
+                             const struct sb__turn_blocks *blocks, char *err, size_t err_size)
 {
-    struct sb_buf *b = t->b;
-    if (m->tool_call_id.len == 0)
-        return fail_msg(err, err_size, SB_EINVAL,
-                        "messages[%zu]: a tool message needs tool_call_id", msg_index);
-    int rc = block_begin(t, "user");
-    if (rc == SB_OK)
-        rc = sb_buf_append_c(b, "{\"toolResult\":{\"toolUseId\":");
+    int rc = sb_buf_append_c(b, "{\"toolResult\":{\"toolUseId\":");
     if (rc == SB_OK)
         rc = sb__cloud_json_string(b, m->tool_call_id);
     if (rc == SB_OK)
         rc = sb_buf_append_c(b, ",\"content\":[");
     size_t n = 0;
     if (rc == SB_OK)
-        rc = write_parts(NULL, b, "user", m, &n, err, err_size);
+        rc = sb__turns_parts(NULL, b, "user", m, blocks, &n, err, err_size);
     /* content is required and text may not be blank: an empty result is an empty JSON value. */
     if (rc == SB_OK && n == 0)
         rc = sb_buf_append_c(b, "{\"json\":{}}");
@@ -184,37 +101,30 @@ static int write_tool_result(struct turns *t, const struct sb_message *m, size_t
     return rc;
 }
 
+static const struct sb__turn_blocks converse_blocks = {
+    .text = write_text,
+    .image = write_image,
+    .tool_use = write_tool_use,
+    .tool_result = write_tool_result,
+};
+
 static int write_messages(const struct sb_request *req, struct sb_buf *b, char *err,
                           size_t err_size)
 {
-    struct turns t = {.b = b};
+    struct sb__turns t = {.b = b};
     int rc = sb_buf_append_c(b, "{\"messages\":[");
 
     if (req->kind == SB_REQ_COMPLETION) {
         /* Converse has no completion call: the prompt is the user's one message. */
         if (rc == SB_OK && req->prompt.len > 0)
-            rc = block_begin(&t, "user");
+            rc = sb__turns_block(&t, "user");
         if (rc == SB_OK && req->prompt.len > 0)
             rc = write_text(b, req->prompt);
     }
-    for (size_t i = 0; rc == SB_OK && req->kind == SB_REQ_CHAT && i < req->n_messages; i++) {
-        const struct sb_message *m = &req->messages[i];
-        size_t n = 0;
-        switch (m->role) {
-        case SB_ROLE_SYSTEM: break; /* the top-level "system" */
-        case SB_ROLE_USER: rc = write_parts(&t, b, "user", m, &n, err, err_size); break;
-        case SB_ROLE_TOOL: rc = write_tool_result(&t, m, i, err, err_size); break;
-        case SB_ROLE_ASSISTANT:
-            rc = write_parts(&t, b, "assistant", m, &n, err, err_size);
-            for (size_t k = 0; rc == SB_OK && k < m->n_tool_calls; k++)
-                rc = write_tool_use(&t, &m->tool_calls[k], i, err, err_size);
-            break;
-        }
-    }
-    if (rc == SB_OK && t.n == 0)
-        return fail_msg(err, err_size, SB_EINVAL, "the request has no user or assistant content");
+    if (rc == SB_OK && req->kind == SB_REQ_CHAT)
+        rc = sb__turns_chat(&t, req, &converse_blocks, err, err_size);
     if (rc == SB_OK)
-        rc = sb_buf_append_c(b, "]}]");
+        rc = sb__turns_end(&t, err, err_size);
     return rc;
 }
 
@@ -303,8 +213,8 @@ static int write_tools(const struct sb_request *req, struct sb_buf *b, char *err
         if (schema.len == 0)
             schema = SB_STR_LIT("{\"type\":\"object\",\"properties\":{}}");
         else if (!sb__cloud_json_is_object(schema))
-            return fail_msg(err, err_size, SB_EINVAL,
-                            "tools[%zu]: parameters must be a JSON Schema object", i);
+            return sb__cloud_errf(err, err_size, SB_EINVAL,
+                                  "tools[%zu]: parameters must be a JSON Schema object", i);
         rc = sb_buf_append_c(b, i ? ",{\"toolSpec\":{\"name\":" : "{\"toolSpec\":{\"name\":");
         if (rc == SB_OK)
             rc = sb__cloud_json_string(b, tool->name);
@@ -342,8 +252,8 @@ int sb__bedrock_render(const struct sb_request *req, struct sb_buf *out, char *e
     if (err_size > 0)
         err[0] = '\0';
     if (req->kind != SB_REQ_CHAT && req->kind != SB_REQ_COMPLETION)
-        return fail_msg(err, err_size, SB_EUNSUPPORTED,
-                        "the bedrock backend serves chat, not embeddings");
+        return sb__cloud_errf(err, err_size, SB_EUNSUPPORTED,
+                              "the bedrock backend serves chat, not embeddings");
     int rc = write_messages(req, out, err, err_size);
     if (rc == SB_OK)
         rc = write_system(req, out);
@@ -354,7 +264,7 @@ int sb__bedrock_render(const struct sb_request *req, struct sb_buf *out, char *e
     if (rc == SB_OK)
         rc = sb_buf_append_char(out, '}');
     if (rc == SB_EINVAL && err_size > 0 && err[0] == '\0')
-        fail_msg(err, err_size, rc, "a sampling value is not a finite number");
+        sb__cloud_errf(err, err_size, rc, "a sampling value is not a finite number");
     return rc;
 }
 
@@ -482,8 +392,9 @@ struct bedrock_backend {
     int64_t created;
 };
 
-static void *codec_create(sb__sink_fn sink, void *ud)
+static void *codec_create(sb__sink_fn sink, void *ud, const void *ctx)
 {
+    SB_UNUSED(ctx);
     return sb__bedrock_stream_new(sink, ud);
 }
 
@@ -518,14 +429,6 @@ static const struct sb__cloud_codec bedrock_codec = {
     .free = codec_free,
 };
 
-static void free_secret(char *s)
-{
-    if (s) {
-        OPENSSL_cleanse(s, strlen(s));
-        free(s);
-    }
-}
-
 static void backend_destroy(struct bedrock_backend *b)
 {
     if (!b)
@@ -536,9 +439,9 @@ static void backend_destroy(struct bedrock_backend *b)
     free(b->url);
     free(b->host);
     free(b->path);
-    free_secret(b->key_id);
-    free_secret(b->secret);
-    free_secret(b->token);
+    sb__cloud_free_secret(b->key_id);
+    sb__cloud_free_secret(b->secret);
+    sb__cloud_free_secret(b->token);
     free(b);
 }
 
@@ -596,30 +499,27 @@ static int bedrock_create(const struct sb_model_config *cfg, struct sb_backend *
 
     *out = NULL;
     if (!cfg->region || !*cfg->region) {
-        rc = fail_msg(err, err_size, SB_EINVAL,
-                      "model '%s' (line %d): backend bedrock needs region, e.g. region: us-east-1",
-                      name, cfg->line);
+        rc = sb__cloud_errf(
+            err, err_size, SB_EINVAL,
+            "model '%s' (line %d): backend bedrock needs region, e.g. region: us-east-1", name,
+            cfg->line);
         goto fail;
     }
     if (!cfg->aws_access_key_id || !*cfg->aws_access_key_id || !cfg->aws_secret_access_key ||
         !*cfg->aws_secret_access_key) {
-        rc = fail_msg(err, err_size, SB_EINVAL,
-                      "model '%s' (line %d): backend bedrock needs aws_access_key_id and "
-                      "aws_secret_access_key, e.g. ${AWS_ACCESS_KEY_ID} and "
-                      "${AWS_SECRET_ACCESS_KEY}",
-                      name, cfg->line);
+        rc = sb__cloud_errf(err, err_size, SB_EINVAL,
+                            "model '%s' (line %d): backend bedrock needs aws_access_key_id and "
+                            "aws_secret_access_key, e.g. ${AWS_ACCESS_KEY_ID} and "
+                            "${AWS_SECRET_ACCESS_KEY}",
+                            name, cfg->line);
         goto fail;
     }
-    if (cfg->base_url && strncmp(cfg->base_url, "http://", 7) != 0 &&
-        strncmp(cfg->base_url, "https://", 8) != 0) {
-        rc = fail_msg(err, err_size, SB_EINVAL,
-                      "model '%s' (line %d): base_url must start with http:// or https://", name,
-                      cfg->line);
+    rc = sb__cloud_check_base_url(cfg, err, err_size);
+    if (rc != SB_OK)
         goto fail;
-    }
     b = calloc(1, sizeof *b);
     if (!b) {
-        rc = fail_msg(err, err_size, SB_ENOMEM, "out of memory");
+        rc = sb__cloud_errf(err, err_size, SB_ENOMEM, "out of memory");
         goto fail;
     }
     b->base.ops = &sb_bedrock_backend_ops;
@@ -632,18 +532,16 @@ static int bedrock_create(const struct sb_model_config *cfg, struct sb_backend *
     b->token = dup_or_null(cfg->aws_session_token);
     bool token_lost = cfg->aws_session_token && *cfg->aws_session_token && !b->token;
     if (!b->name || !b->model || !b->region || !b->key_id || !b->secret || token_lost) {
-        rc = fail_msg(err, err_size, SB_ENOMEM, "out of memory");
+        rc = sb__cloud_errf(err, err_size, SB_ENOMEM, "out of memory");
         goto fail;
     }
     rc = make_endpoint(b, cfg->base_url);
     if (rc != SB_OK) {
-        rc = fail_msg(err, err_size, rc, "model '%s' (line %d): base_url has no host", name,
-                      cfg->line);
+        rc = sb__cloud_errf(err, err_size, rc, "model '%s' (line %d): base_url has no host", name,
+                            cfg->line);
         goto fail;
     }
-    b->timeouts =
-        (struct sb_upstream_timeouts){cfg->timeouts.connect_ms, cfg->timeouts.first_byte_ms,
-                                      cfg->timeouts.idle_ms, cfg->timeouts.total_ms};
+    b->timeouts = sb__cloud_timeouts(cfg);
     b->n_ctx = cfg->n_ctx;
     b->created = sb_unix_time();
     *out = &b->base;
@@ -667,6 +565,10 @@ static int bedrock_start(struct sb_backend *base, struct sb_call *call)
         rc = SB_EINVAL;
         goto fail;
     }
+    if (call->req->kind == SB_REQ_EMBED) {
+        rc = SB_EUNSUPPORTED; /* refused now, so that routing can look elsewhere */
+        goto fail;
+    }
     rc = sb__bedrock_render(call->req, &body, err, sizeof err);
     if (rc == SB_EINVAL || rc == SB_EUNSUPPORTED) {
         rc = sb__cloud_call_fail(call, b->name, rc, 400, err);
@@ -687,18 +589,12 @@ static int bedrock_start(struct sb_backend *base, struct sb_call *call)
         .body = sb_buf_view(&body),
         .timeouts = b->timeouts,
     };
-    rc = sb__cloud_call_start(call, b->name, b->model, &bedrock_codec, &r);
+    rc = sb__cloud_call_start(call, b->name, b->model, &bedrock_codec, NULL, &r);
 
 fail:
     sb__bedrock_signed_free(&sig);
     sb_buf_free(&body);
     return rc;
-}
-
-static void bedrock_cancel(struct sb_backend *base, struct sb_call *call)
-{
-    SB_UNUSED(base);
-    sb__cloud_call_cancel(call);
 }
 
 static void bedrock_info(const struct sb_backend *base, struct sb_backend_info *out)
@@ -713,14 +609,6 @@ static void bedrock_info(const struct sb_backend *base, struct sb_backend_info *
     out->created = b->created;
 }
 
-static int bedrock_count_tokens(struct sb_backend *base, struct sb_str text, int64_t *out)
-{
-    SB_UNUSED(base);
-    SB_UNUSED(text);
-    *out = 0;
-    return SB_EUNSUPPORTED;
-}
-
 static void bedrock_free(struct sb_backend *base)
 {
     backend_destroy((struct bedrock_backend *)base);
@@ -730,9 +618,9 @@ const struct sb_backend_ops sb_bedrock_backend_ops = {
     .kind = "bedrock",
     .create = bedrock_create,
     .start = bedrock_start,
-    .cancel = bedrock_cancel,
+    .cancel = sb__cloud_call_cancel,
     .info = bedrock_info,
-    .count_tokens = bedrock_count_tokens,
+    .count_tokens = sb__cloud_count_tokens,
     .tokenize = NULL,
     .render_prompt = NULL,
     .free = bedrock_free,

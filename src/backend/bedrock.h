@@ -52,8 +52,9 @@ struct sb__bedrock_stream *sb__bedrock_stream_new(sb__sink_fn sink, void *ud);
 void sb__bedrock_stream_free(struct sb__bedrock_stream *s);
 /* Feeds a piece of the response body (frames split anywhere). Emits START at messageStart, TEXT
  * and TOOL_CALL deltas, and USAGE then FINISH once messageStop and metadata have both come; an
- * exception frame, a bad CRC or malformed JSON emits one ERROR. Returns 0 to go on, non-zero
- * once the stream has ended (or the sink said stop). */
+ * exception frame, a bad CRC or malformed JSON emits one ERROR. Returns non-zero once the stream
+ * failed or the sink said stop; after a FINISH, 0 (the rest is ignored, so the transfer ends on
+ * its own and its connection stays reusable). */
 int sb__bedrock_stream_feed(struct sb__bedrock_stream *s, const char *p, size_t len);
 /* The body ended: finishes a stream that stopped without metadata, or emits an ERROR for one cut
  * short. */

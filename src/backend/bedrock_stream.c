@@ -3,9 +3,9 @@
  * contentBlockDelta, contentBlockStop, messageStop, metadata), and exception frames and HTTP
  * errors mapped to canonical error events. */
 #include "backend/bedrock.h"
+#include "backend/cloud_stream.h"
 #include "backend/eventstream.h"
 
-#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -13,28 +13,16 @@
 #define BEDROCK_MAX_BLOCKS 1024 /* content blocks in one message */
 #define BEDROCK_FRAME_MAX  (16u << 20)
 
-enum block_kind { BLOCK_NONE, BLOCK_TEXT, BLOCK_TOOL, BLOCK_OTHER };
-
-struct block {
-    enum block_kind kind;
-    int32_t tool_index; /* BLOCK_TOOL: the canonical tool-call index */
-    bool args_seen;     /* BLOCK_TOOL: a non-empty arguments piece was emitted */
-};
-
 struct sb__bedrock_stream {
-    sb__sink_fn sink;
-    void *ud;
+    struct sb__emitter out;
     struct sb__es_decoder frames;
-    struct block *blocks;
-    size_t n_blocks;
-    int32_t n_tools;
+    struct sb__blocks blocks;
     struct sb_usage usage;
     enum sb_finish_reason reason;
     struct sb_buf stop_sequence;
     bool started;
     bool stopped;   /* messageStop came */
     bool have_meta; /* metadata came */
-    bool ended;     /* an end was emitted, or the sink said stop */
 };
 
 /* -----------------------------------------------------------------------------------------------
@@ -58,22 +46,9 @@ static const struct {
     {"expiredTokenException", 403, false},       {"serviceQuotaExceededException", 429, false},
 };
 
-static int emit(struct sb__bedrock_stream *s, const struct sb_event *ev)
-{
-    if (s->ended)
-        return 1;
-    if (s->sink(s->ud, ev) != 0 || ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
-        s->ended = true;
-    return s->ended;
-}
-
 static int malformed(struct sb__bedrock_stream *s, const char *what)
 {
-    if (!s->ended)
-        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0, "bedrock: malformed stream: %s",
-                       what);
-    s->ended = true;
-    return 1;
+    return sb__emitter_malformed(&s->out, what);
 }
 
 /* The type's entry, comparing only up to a ':' (the header appends a URL), or NULL. */
@@ -100,10 +75,9 @@ static void emit_exception(struct sb__bedrock_stream *s, struct sb_str type, str
     json_t *j = payload.len ? json_loadb(payload.p, payload.len, 0, NULL) : NULL;
     const char *msg = aws_message(j);
     int i = find_exception(type);
-    sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, i >= 0 ? exceptions[i].http_status : 502,
-                   i >= 0 && exceptions[i].retryable, 0, "bedrock: %.*s: %s",
-                   (int)SB_MIN(type.len, 128), type.p ? type.p : "", msg ? msg : "no message");
-    s->ended = true;
+    sb__emitter_fail(&s->out, SB_EUPSTREAM, i >= 0 ? exceptions[i].http_status : 502,
+                     i >= 0 && exceptions[i].retryable, 0, "bedrock: %.*s: %s",
+                     (int)SB_MIN(type.len, 128), type.p ? type.p : "", msg ? msg : "no message");
     json_decref(j);
 }
 
@@ -123,52 +97,15 @@ void sb__bedrock_stream_http_error(struct sb__bedrock_stream *s, int status, str
     sb__map_http_status(status, &mapped, &retryable);
     const char *what =
         status == 401 || status == 403 ? "bedrock refused the credentials" : "bedrock";
-    sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
-                   "%s (HTTP %d%s%.*s): %s", what, status, type.len ? ", " : "",
-                   (int)SB_MIN(type.len, 128), type.p ? type.p : "", msg ? msg : "no message");
-    s->ended = true;
+    sb__emitter_fail(&s->out, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
+                     "%s (HTTP %d%s%.*s): %s", what, status, type.len ? ", " : "",
+                     (int)SB_MIN(type.len, 128), type.p ? type.p : "", msg ? msg : "no message");
     json_decref(j);
 }
 
 /* -----------------------------------------------------------------------------------------------
  * Event handlers
  * --------------------------------------------------------------------------------------------- */
-
-static struct sb_str jstr(json_t *j)
-{
-    if (!json_is_string(j))
-        return SB_STR_NULL;
-    return (struct sb_str){json_string_value(j), json_string_length(j)};
-}
-
-static struct block *block_at(struct sb__bedrock_stream *s, json_t *j)
-{
-    json_t *idx = json_object_get(j, "contentBlockIndex");
-    if (!json_is_integer(idx) || json_integer_value(idx) < 0 ||
-        json_integer_value(idx) >= BEDROCK_MAX_BLOCKS)
-        return NULL;
-    size_t i = (size_t)json_integer_value(idx);
-    if (i >= s->n_blocks) {
-        struct block *nb = realloc(s->blocks, (i + 1) * sizeof *nb);
-        if (!nb)
-            return NULL;
-        memset(nb + s->n_blocks, 0, (i + 1 - s->n_blocks) * sizeof *nb);
-        s->blocks = nb;
-        s->n_blocks = i + 1;
-    }
-    return &s->blocks[i];
-}
-
-static int emit_args(struct sb__bedrock_stream *s, struct block *b, struct sb_str args)
-{
-    if (args.len == 0)
-        return 0;
-    b->args_seen = true;
-    struct sb_event ev = {.type = SB_EV_TOOL_CALL};
-    ev.tool_call.index = b->tool_index;
-    ev.tool_call.arguments = args;
-    return emit(s, &ev);
-}
 
 static int on_message_start(struct sb__bedrock_stream *s, json_t *j)
 {
@@ -177,73 +114,60 @@ static int on_message_start(struct sb__bedrock_stream *s, json_t *j)
         return malformed(s, "a second messageStart");
     s->started = true;
     struct sb_event ev = {.type = SB_EV_START}; /* the model: the backend's id (cloud.c) */
-    return emit(s, &ev);
+    return sb__emitter_emit(&s->out, &ev);
 }
 
 static int on_block_start(struct sb__bedrock_stream *s, json_t *j)
 {
-    struct block *b = block_at(s, j);
+    struct sb__block *b = sb__blocks_at(&s->blocks, j, "contentBlockIndex");
     if (!b)
         return malformed(s, "contentBlockStart without a valid contentBlockIndex");
-    if (b->kind != BLOCK_NONE)
+    if (b->kind != SB__BLOCK_NONE)
         return malformed(s, "a content block started twice");
     json_t *tool = json_object_get(json_object_get(j, "start"), "toolUse");
     if (!json_is_object(tool)) {
-        b->kind = BLOCK_OTHER;
+        b->kind = SB__BLOCK_OTHER;
         return 0;
     }
-    struct sb_str id = jstr(json_object_get(tool, "toolUseId"));
-    struct sb_str name = jstr(json_object_get(tool, "name"));
+    struct sb_str id = sb__json_str(json_object_get(tool, "toolUseId"));
+    struct sb_str name = sb__json_str(json_object_get(tool, "name"));
     if (id.len == 0 || name.len == 0)
         return malformed(s, "a toolUse start without a toolUseId or a name");
-    b->kind = BLOCK_TOOL;
-    b->tool_index = s->n_tools++;
-    struct sb_event ev = {.type = SB_EV_TOOL_CALL};
-    ev.tool_call.index = b->tool_index;
-    ev.tool_call.id = id;
-    ev.tool_call.name = name;
-    ev.tool_call.arguments = SB_STR_LIT("");
-    return emit(s, &ev);
+    return sb__blocks_open_tool(&s->blocks, b, &s->out, id, name);
 }
 
 static int on_block_delta(struct sb__bedrock_stream *s, json_t *j)
 {
-    struct block *b = block_at(s, j);
+    struct sb__block *b = sb__blocks_at(&s->blocks, j, "contentBlockIndex");
     json_t *d = json_object_get(j, "delta");
     if (!b || !json_is_object(d))
         return malformed(s, "contentBlockDelta without a valid contentBlockIndex or delta");
     json_t *text = json_object_get(d, "text");
     if (json_is_string(text)) {
         /* Text blocks have no start event: their first delta opens them. */
-        if (b->kind == BLOCK_NONE)
-            b->kind = BLOCK_TEXT;
-        if (b->kind != BLOCK_TEXT)
+        if (b->kind == SB__BLOCK_NONE)
+            b->kind = SB__BLOCK_TEXT;
+        if (b->kind != SB__BLOCK_TEXT)
             return malformed(s, "a text delta for a block that is not text");
-        if (json_string_length(text) == 0)
-            return 0;
-        struct sb_event ev = {.type = SB_EV_TEXT};
-        ev.text.text = jstr(text);
-        return emit(s, &ev);
+        return sb__emitter_text(&s->out, sb__json_str(text));
     }
     json_t *tool = json_object_get(d, "toolUse");
     if (json_is_object(tool)) {
-        if (b->kind != BLOCK_TOOL)
+        if (b->kind != SB__BLOCK_TOOL)
             return malformed(s, "a toolUse delta for a block that is not toolUse");
-        return emit_args(s, b, jstr(json_object_get(tool, "input")));
+        return sb__block_args(b, &s->out, sb__json_str(json_object_get(tool, "input")));
     }
-    if (b->kind == BLOCK_NONE)
-        b->kind = BLOCK_OTHER; /* reasoningContent, citations: not for clients */
+    if (b->kind == SB__BLOCK_NONE)
+        b->kind = SB__BLOCK_OTHER; /* reasoningContent, citations: not for clients */
     return 0;
 }
 
 static int on_block_stop(struct sb__bedrock_stream *s, json_t *j)
 {
-    struct block *b = block_at(s, j);
+    struct sb__block *b = sb__blocks_at(&s->blocks, j, "contentBlockIndex");
     if (!b)
         return malformed(s, "contentBlockStop without a valid contentBlockIndex");
-    if (b->kind == BLOCK_TOOL && !b->args_seen)
-        return emit_args(s, b, SB_STR_LIT("{}"));
-    return 0;
+    return sb__block_stop(b, &s->out);
 }
 
 static const struct {
@@ -261,14 +185,7 @@ static const struct {
 
 static int finish(struct sb__bedrock_stream *s)
 {
-    struct sb_event ev = {.type = SB_EV_USAGE};
-    ev.usage = s->usage;
-    if (emit(s, &ev) != 0)
-        return 1;
-    ev = (struct sb_event){.type = SB_EV_FINISH};
-    ev.finish.reason = s->reason;
-    ev.finish.stop_sequence = sb_buf_view(&s->stop_sequence);
-    return emit(s, &ev);
+    return sb__emitter_finish(&s->out, &s->usage, s->reason, sb_buf_view(&s->stop_sequence));
 }
 
 static int on_message_stop(struct sb__bedrock_stream *s, json_t *j)
@@ -283,7 +200,7 @@ static int on_message_stop(struct sb__bedrock_stream *s, json_t *j)
     }
     /* Anthropic models on Bedrock report the matched stop sequence here. */
     json_t *extra = json_object_get(j, "additionalModelResponseFields");
-    struct sb_str seq = jstr(json_object_get(extra, "stop_sequence"));
+    struct sb_str seq = sb__json_str(json_object_get(extra, "stop_sequence"));
     if (seq.len > 0 && sb_buf_append_str(&s->stop_sequence, seq) != SB_OK)
         return malformed(s, "a stop sequence too long");
     return s->have_meta ? finish(s) : 0;
@@ -341,11 +258,9 @@ static int on_frame(void *ud, const struct sb__es_message *m)
     if (sb_str_eq_c(mtype, "error")) {
         struct sb_str code = sb__es_header_str(m, ":error-code");
         struct sb_str msg = sb__es_header_str(m, ":error-message");
-        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0, "bedrock: %.*s: %.*s",
-                       (int)SB_MIN(code.len, 128), code.p ? code.p : "", (int)SB_MIN(msg.len, 512),
-                       msg.p ? msg.p : "");
-        s->ended = true;
-        return 1;
+        return sb__emitter_fail(&s->out, SB_EUPSTREAM, 502, false, 0, "bedrock: %.*s: %.*s",
+                                (int)SB_MIN(code.len, 128), code.p ? code.p : "",
+                                (int)SB_MIN(msg.len, 512), msg.p ? msg.p : "");
     }
     if (!sb_str_eq_c(mtype, "event"))
         return malformed(s, "a frame that is neither an event nor an exception");
@@ -365,28 +280,27 @@ static int on_frame(void *ud, const struct sb__es_message *m)
 int sb__bedrock_stream_feed(struct sb__bedrock_stream *s, const char *p, size_t len)
 {
     const char *why = NULL;
-    if (s->ended)
-        return 1;
+    if (s->out.ended)
+        return sb__emitter_feed_result(&s->out);
     int rc = sb__es_decoder_feed(&s->frames, p, len, on_frame, s, &why);
     if (rc == SB_EUPSTREAM)
-        return malformed(s, why ? why : "a bad frame");
+        malformed(s, why ? why : "a bad frame");
     if (rc == SB_ENOMEM)
-        return malformed(s, "out of memory");
-    return s->ended;
+        malformed(s, "out of memory");
+    return sb__emitter_feed_result(&s->out);
 }
 
 void sb__bedrock_stream_eof(struct sb__bedrock_stream *s)
 {
-    if (s->ended)
+    if (s->out.ended)
         return;
     if (sb__es_decoder_pending(&s->frames)) {
         malformed(s, "the stream ended inside a frame");
     } else if (s->stopped) {
         finish(s); /* no metadata: the usage is what we know, zeros */
     } else {
-        sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, 502, false, 0,
-                       "bedrock: the stream ended before messageStop");
-        s->ended = true;
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, 502, false, 0,
+                         "bedrock: the stream ended before messageStop");
     }
 }
 
@@ -395,8 +309,8 @@ struct sb__bedrock_stream *sb__bedrock_stream_new(sb__sink_fn sink, void *ud)
     struct sb__bedrock_stream *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->sink = sink;
-    s->ud = ud;
+    sb__emitter_init(&s->out, sink, ud, "bedrock");
+    s->blocks.max = BEDROCK_MAX_BLOCKS;
     sb__es_decoder_init(&s->frames, BEDROCK_FRAME_MAX);
     sb_buf_init(&s->stop_sequence, 4096);
     s->reason = SB_FINISH_STOP;
@@ -409,6 +323,6 @@ void sb__bedrock_stream_free(struct sb__bedrock_stream *s)
         return;
     sb__es_decoder_free(&s->frames);
     sb_buf_free(&s->stop_sequence);
-    free(s->blocks);
+    sb__blocks_free(&s->blocks);
     free(s);
 }

@@ -1,11 +1,12 @@
-/* A streaming cloud call's life over the upstream HTTP client, shared by the anthropic and bedrock
- * backends: status and body routing to the kind's decoder, HTTP and transport errors as canonical
- * error events, cancellation, and exactly one on_done. Also the JSON writing helpers they use. */
+/* A streaming cloud call's life over the upstream HTTP client, shared by the cloud backends:
+ * status and body routing to the kind's decoder, HTTP and transport errors as canonical error
+ * events, cancellation, and exactly one on_done. Also the small parts of a backend that do not
+ * depend on the provider (timeouts, base_url checks, secrets, token counting). */
 #include "backend/cloud.h"
 
 #include <event2/event.h>
-#include <jansson.h>
-#include <math.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,35 +85,50 @@ uint32_t sb__parse_retry_after(struct sb_str v)
     return delta >= RETRY_AFTER_MAX_MS / 1000 ? RETRY_AFTER_MAX_MS : (uint32_t)delta * 1000u;
 }
 
+int sb__cloud_errf(char *err, size_t err_size, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err_size > 0 && vsnprintf(err, err_size, fmt, ap) < 0)
+        err[0] = '\0';
+    va_end(ap);
+    return code;
+}
+
 /* -----------------------------------------------------------------------------------------------
- * JSON writing
+ * What every cloud backend needs the same way
  * --------------------------------------------------------------------------------------------- */
 
-int sb__cloud_json_string(struct sb_buf *b, struct sb_str s)
+struct sb_upstream_timeouts sb__cloud_timeouts(const struct sb_model_config *cfg)
 {
-    int rc = sb_buf_append_char(b, '"');
-    if (rc == SB_OK)
-        rc = sb_buf_append_json_escaped(b, s);
-    if (rc == SB_OK)
-        rc = sb_buf_append_char(b, '"');
-    return rc;
+    return (struct sb_upstream_timeouts){cfg->timeouts.connect_ms, cfg->timeouts.first_byte_ms,
+                                         cfg->timeouts.idle_ms, cfg->timeouts.total_ms};
 }
 
-int sb__cloud_json_float(struct sb_buf *b, float v)
+int sb__cloud_check_base_url(const struct sb_model_config *cfg, char *err, size_t err_size)
 {
-    if (!isfinite(v))
-        return SB_EINVAL;
-    return sb_buf_printf(b, "%g", (double)v);
+    if (cfg->base_url && strncmp(cfg->base_url, "http://", 7) != 0 &&
+        strncmp(cfg->base_url, "https://", 8) != 0)
+        return sb__cloud_errf(err, err_size, SB_EINVAL,
+                              "model '%s' (line %d): base_url must start with http:// or https://",
+                              cfg->name ? cfg->name : "?", cfg->line);
+    return SB_OK;
 }
 
-bool sb__cloud_json_is_object(struct sb_str s)
+void sb__cloud_free_secret(char *s)
 {
-    if (s.len == 0)
-        return false;
-    json_t *j = json_loadb(s.p, s.len, 0, NULL);
-    bool ok = json_is_object(j);
-    json_decref(j);
-    return ok;
+    if (s) {
+        OPENSSL_cleanse(s, strlen(s));
+        free(s);
+    }
+}
+
+int sb__cloud_count_tokens(struct sb_backend *b, struct sb_str text, int64_t *out)
+{
+    SB_UNUSED(b);
+    SB_UNUSED(text);
+    *out = 0;
+    return SB_EUNSUPPORTED;
 }
 
 /* -----------------------------------------------------------------------------------------------
@@ -131,6 +147,7 @@ struct sb__cloud_call {
     struct sb_buf err_body;        /* a non-2xx response's body */
     bool started;                  /* START was delivered */
     bool ended;                    /* FINISH or ERROR was delivered */
+    bool failed;                   /* ERROR was delivered: the rest of the body is not wanted */
     bool canceled;                 /* the owner cancelled: no more events */
     bool finishing;                /* inside the upstream's on_done: it calls our on_done */
     int fail_code;                 /* sb__cloud_call_fail: the error to emit (in err_body) */
@@ -197,6 +214,8 @@ static int cloud_sink(void *ud, const struct sb_event *ev)
     }
     if (ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
         cc->ended = true;
+    if (ev->type == SB_EV_ERROR)
+        cc->failed = true;
     call->on_event(call, ev);
     return cc->canceled || cc->ended;
 }
@@ -208,14 +227,20 @@ static void on_response(void *ud, struct sb_upstream_xfer *x, int status)
     cc->status = status;
 }
 
+/* Returns non-zero (stop the transfer) after a cancel or an error. After a FINISH the rest of the
+ * body is read and dropped, so that the connection can be reused. */
 static int on_data(void *ud, struct sb_upstream_xfer *x, const char *p, size_t len)
 {
     struct sb__cloud_call *cc = ud;
     SB_UNUSED(x);
-    if (cc->canceled || cc->ended)
+    if (cc->canceled || cc->failed)
         return 1;
-    if (ok_status(cc->status))
-        return cc->codec->feed(cc->dec, p, len);
+    if (cc->ended)
+        return 0;
+    if (ok_status(cc->status)) {
+        cc->codec->feed(cc->dec, p, len); /* its events tell how it went */
+        return cc->canceled || cc->failed;
+    }
     /* An error body: keep what fits; the message is in its first bytes. */
     size_t room = cc->err_body.max - cc->err_body.len;
     if (room > 0 && sb_buf_append(&cc->err_body, p, SB_MIN(room, len)) != SB_OK)
@@ -284,6 +309,7 @@ static void on_deferred(evutil_socket_t fd, short what, void *arg)
     struct sb__cloud_call *cc = arg;
     SB_UNUSED(fd);
     SB_UNUSED(what);
+    cc->finishing = true; /* a cancel from inside the error's delivery changes nothing now */
     if (cc->fail_code != 0 && !cc->canceled) {
         sb__emit_error(cloud_sink, cc, cc->fail_code, cc->fail_status, false, 0, "%s",
                        cc->err_body.p ? cc->err_body.p : "");
@@ -315,7 +341,8 @@ static bool call_ok(const struct sb_call *call)
 }
 
 int sb__cloud_call_start(struct sb_call *call, const char *backend_name, const char *model,
-                         const struct sb__cloud_codec *codec, struct sb_upstream_request *r)
+                         const struct sb__cloud_codec *codec, const void *codec_ctx,
+                         struct sb_upstream_request *r)
 {
     struct sb__cloud_call *cc = NULL;
     int rc;
@@ -330,7 +357,7 @@ int sb__cloud_call_start(struct sb_call *call, const char *backend_name, const c
         goto fail;
     }
     cc->model = model;
-    cc->dec = codec->create(cloud_sink, cc);
+    cc->dec = codec->create(cloud_sink, cc, codec_ctx);
     if (!cc->dec) {
         rc = SB_ENOMEM;
         goto fail;
@@ -370,8 +397,9 @@ int sb__cloud_call_fail(struct sb_call *call, const char *backend_name, int code
     return SB_OK;
 }
 
-void sb__cloud_call_cancel(struct sb_call *call)
+void sb__cloud_call_cancel(struct sb_backend *b, struct sb_call *call)
 {
+    SB_UNUSED(b);
     struct sb__cloud_call *cc = call->backend_data;
     if (!cc || cc->canceled)
         return;

@@ -274,3 +274,119 @@ extern "C" struct sb_tool_call sb__chat_message_call(const struct sb__chat_messa
             {c.name.data(), c.name.size()},
             {c.arguments.data(), c.arguments.size()}};
 }
+
+/* ----------------------------------------------------------------------------------------------
+ * Streaming output → deltas
+ * Like llama-server, the whole output is parsed again (as a partial message) after each piece;
+ * unlike its common_chat_msg_diff::compute_diffs, new parses are compared with what was *sent*,
+ * so a parse that disagrees with the past (which compute_diffs would throw on) sends nothing for
+ * that part instead of failing the request.
+ * -------------------------------------------------------------------------------------------- */
+struct sb__chat_stream {
+    const sb__chat_parser *parser;
+    std::string text; // the output so far
+    std::string sent_content;
+    struct call {
+        std::string id, name, args;
+    };
+    std::vector<call> calls; // announced calls and the arguments sent
+};
+
+static struct sb_str view(const std::string &s)
+{
+    return {s.data(), s.size()};
+}
+
+// True when now extends was by at least one byte.
+static bool extends(const std::string &now, const std::string &was)
+{
+    return now.size() > was.size() && now.compare(0, was.size(), was) == 0;
+}
+
+static void send_diffs(sb__chat_stream *s, const common_chat_msg &msg, bool final,
+                       sb__chat_delta_fn fn, void *ud)
+{
+    if (extends(msg.content, s->sent_content)) {
+        std::string delta = msg.content.substr(s->sent_content.size());
+        sb__chat_delta d = {-1, view(delta), {nullptr, 0}, {nullptr, 0}, {nullptr, 0}};
+        fn(ud, &d);
+        s->sent_content = msg.content;
+    }
+    for (size_t i = 0; i < msg.tool_calls.size(); i++) {
+        const common_chat_tool_call &c = msg.tool_calls[i];
+        if (i < s->calls.size()) {
+            sb__chat_stream::call &sent = s->calls[i];
+            if (extends(c.arguments, sent.args)) {
+                std::string delta = c.arguments.substr(sent.args.size());
+                sb__chat_delta d = {
+                    (int32_t)i, {nullptr, 0}, {nullptr, 0}, {nullptr, 0}, view(delta)};
+                fn(ud, &d);
+                sent.args = c.arguments;
+            }
+            continue;
+        }
+        // A partial name may still grow: wait until the arguments began (or the end).
+        if (c.name.empty() || (!final && c.arguments.empty())) {
+            break;
+        }
+        sb__chat_stream::call sent = {c.id, c.name, c.arguments};
+        if (sent.id.empty()) {
+            char id[40];
+            sb_random_id(id, sizeof id, "call_");
+            sent.id = id;
+        }
+        s->calls.push_back(sent);
+        const sb__chat_stream::call &k = s->calls.back();
+        sb__chat_delta d = {(int32_t)i, {nullptr, 0}, view(k.id), view(k.name), view(k.args)};
+        fn(ud, &d);
+    }
+}
+
+extern "C" int sb__chat_stream_new(const struct sb__chat_parser *p, struct sb__chat_stream **out)
+{
+    *out = nullptr;
+    try {
+        auto *s = new sb__chat_stream();
+        s->parser = p;
+        *out = s;
+        return SB_OK;
+    } catch (...) {
+        return SB_ENOMEM;
+    }
+}
+
+extern "C" void sb__chat_stream_free(struct sb__chat_stream *s)
+{
+    delete s;
+}
+
+extern "C" int sb__chat_stream_push(struct sb__chat_stream *s, struct sb_str text, bool final,
+                                    sb__chat_delta_fn fn, void *ud)
+{
+    try {
+        s->text.append(text.p ? text.p : "", text.len);
+        common_chat_msg msg;
+        try {
+            msg = common_chat_parse(s->text, !final, s->parser->params);
+        } catch (const std::bad_alloc &) {
+            throw;
+        } catch (const std::exception &) {
+            if (!final) {
+                return SB_OK; // not parseable yet: wait for more output
+            }
+            msg = common_chat_msg();
+            msg.content = s->text; // not the format after all: plain text
+        }
+        send_diffs(s, msg, final, fn, ud);
+        return SB_OK;
+    } catch (const std::bad_alloc &) {
+        return SB_ENOMEM;
+    } catch (const std::exception &) {
+        return SB_ENOMEM; // only allocation can fail past the parse
+    }
+}
+
+extern "C" size_t sb__chat_stream_n_calls(const struct sb__chat_stream *s)
+{
+    return s->calls.size();
+}

@@ -60,6 +60,40 @@ size_t sb__chat_message_n_calls(const struct sb__chat_message *m);
  * sb__chat_message_free. */
 struct sb_tool_call sb__chat_message_call(const struct sb__chat_message *m, size_t i);
 
+/* ---------------------------------------------------------------------------------------------
+ * Streaming: a request's output parsed as it grows, sent as deltas.
+ * ------------------------------------------------------------------------------------------- */
+struct sb__chat_stream; /* one request's output so far, and what of it was sent */
+
+/* One piece of the parsed output. index < 0: content text; else a piece of tool call `index`,
+ * whose first delta carries id and name (both non-empty) and later ones only arguments. Views
+ * are valid during the callback only. */
+struct sb__chat_delta {
+    int32_t index;
+    struct sb_str content;
+    struct sb_str id;
+    struct sb_str name;
+    struct sb_str arguments;
+};
+typedef void (*sb__chat_delta_fn)(void *ud, const struct sb__chat_delta *d);
+
+/* Returns a stream over p's format (borrowed: p must outlive it) in *out, which the caller frees
+ * with sb__chat_stream_free. Returns 0 or SB_ENOMEM. */
+int sb__chat_stream_new(const struct sb__chat_parser *p, struct sb__chat_stream **out);
+/* NULL is allowed. */
+void sb__chat_stream_free(struct sb__chat_stream *s);
+/* Appends text (whole UTF-8 code points) to the output, parses all of it (as a partial message
+ * unless final), and calls fn for what is new since the last call: content first, then tool
+ * calls in index order. A call is announced once its name is certain (its arguments began, or
+ * final). Text the format may yet turn into a tool call is held back until it is certain.
+ * Output that cannot be parsed as the format when final is content. What was sent is never taken
+ * back: a later parse that disagrees with it sends nothing for that part. Returns 0 or SB_ENOMEM.
+ */
+int sb__chat_stream_push(struct sb__chat_stream *s, struct sb_str text, bool final,
+                         sb__chat_delta_fn fn, void *ud);
+/* Tool calls announced so far. */
+size_t sb__chat_stream_n_calls(const struct sb__chat_stream *s);
+
 #ifdef __cplusplus
 }
 #endif

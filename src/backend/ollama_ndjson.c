@@ -1,78 +1,33 @@
 /* Decodes Ollama's native responses into canonical events: the NDJSON lines of /api/chat and
  * /api/generate (split anywhere across pieces), errors as {"error": "..."}, and /api/embed's one
  * JSON object. */
-#include <jansson.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
+#include "backend/cloud_stream.h"
 #include "backend/ollama_remote.h"
 
 #define LINE_MAX_BYTES (8u << 20)
 #define EMBED_BODY_MAX (64u << 20)
-#define MESSAGE_MAX 900
+#define MESSAGE_MAX    900
 
 struct sb__ollama_stream {
-    sb__sink_fn sink;
-    void *ud;
+    struct sb__emitter out; /* its secret: the API key, if any */
     bool embeddings;
-    struct sb_str secret;
-    struct sb_buf line; /* a line split across pieces; embeddings: the whole body */
+    struct sb__lines lines; /* NDJSON: one JSON object a line */
+    struct sb_buf body;     /* embeddings: the whole response */
     int32_t n_tool_calls;
     bool started;
-    bool ended;
 };
 
+/* Events and errors go out through s->out (cloud_stream.c). */
 static int emit(struct sb__ollama_stream *s, const struct sb_event *ev)
 {
-    if (s->ended)
-        return 1;
-    if (s->sink(s->ud, ev) != 0 || ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
-        s->ended = true;
-    return s->ended;
-}
-
-static int fail(struct sb__ollama_stream *s, int status, bool retryable, uint32_t retry_after_ms,
-                const char *fmt, ...) SB_PRINTF(5, 6);
-
-/* Emits one ERROR (SB_EUPSTREAM) with the message formatted and the secret masked. */
-static int fail(struct sb__ollama_stream *s, int status, bool retryable, uint32_t retry_after_ms,
-                const char *fmt, ...)
-{
-    if (s->ended)
-        return 1;
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        msg[0] = '\0';
-    if (s->secret.len >= 4) {
-        char *hit;
-        while ((hit = memmem(msg, strlen(msg), s->secret.p, s->secret.len)) != NULL)
-            memset(hit, '*', s->secret.len);
-    }
-    sb__emit_error(s->sink, s->ud, SB_EUPSTREAM, status, retryable, retry_after_ms, "%s", msg);
-    s->ended = true;
-    return 1;
+    return sb__emitter_emit(&s->out, ev);
 }
 
 static int malformed(struct sb__ollama_stream *s, const char *what)
 {
-    return fail(s, 502, false, 0, "ollama: malformed stream: %s", what);
-}
-
-static struct sb_str jstr(const json_t *j)
-{
-    if (!json_is_string(j))
-        return SB_STR_NULL;
-    return (struct sb_str){json_string_value(j), json_string_length(j)};
-}
-
-static int64_t jint(const json_t *j)
-{
-    return json_is_integer(j) ? (int64_t)json_integer_value(j) : 0;
+    return sb__emitter_malformed(&s->out, what);
 }
 
 static int start_once(struct sb__ollama_stream *s, json_t *j)
@@ -80,7 +35,7 @@ static int start_once(struct sb__ollama_stream *s, json_t *j)
     if (s->started)
         return 0;
     struct sb_event ev = {.type = SB_EV_START};
-    ev.start.model = jstr(json_object_get(j, "model"));
+    ev.start.model = sb__json_str(json_object_get(j, "model"));
     ev.start.attempts = 1;
     s->started = true;
     return emit(s, &ev);
@@ -90,14 +45,14 @@ static int start_once(struct sb__ollama_stream *s, json_t *j)
 static int on_tool_call(struct sb__ollama_stream *s, json_t *tc)
 {
     json_t *fn = json_object_get(tc, "function");
-    struct sb_str name = jstr(json_object_get(fn, "name"));
+    struct sb_str name = sb__json_str(json_object_get(fn, "name"));
     if (name.len == 0)
         return malformed(s, "a tool call without a name");
     json_t *args = json_object_get(fn, "arguments");
     char *dumped = NULL;
     struct sb_str text = SB_STR_LIT("{}");
     if (json_is_string(args)) {
-        text = jstr(args);
+        text = sb__json_str(args);
     } else if (json_is_object(args)) {
         dumped = json_dumps(args, JSON_COMPACT | JSON_PRESERVE_ORDER);
         if (dumped == NULL)
@@ -105,7 +60,7 @@ static int on_tool_call(struct sb__ollama_stream *s, json_t *tc)
         text = sb_str_c(dumped);
     }
     char gen[40];
-    struct sb_str id = jstr(json_object_get(tc, "id"));
+    struct sb_str id = sb__json_str(json_object_get(tc, "id"));
     if (id.len == 0) {
         sb_random_id(gen, sizeof gen, "call_");
         id = sb_str_c(gen);
@@ -132,26 +87,25 @@ static const struct {
 
 static int on_done(struct sb__ollama_stream *s, json_t *j)
 {
-    struct sb_event ev = {.type = SB_EV_USAGE};
+    struct sb_usage usage = {0};
     /* Ollama reports no cache hits; prompt_eval_count is what it evaluated. */
-    ev.usage.prompt_tokens = jint(json_object_get(j, "prompt_eval_count"));
-    ev.usage.completion_tokens = jint(json_object_get(j, "eval_count"));
-    if (emit(s, &ev) != 0)
-        return 1;
-    ev = (struct sb_event){.type = SB_EV_FINISH};
-    struct sb_str reason = jstr(json_object_get(j, "done_reason"));
-    ev.finish.reason = SB_FINISH_STOP;
+    usage.prompt_tokens = sb__json_int(json_object_get(j, "prompt_eval_count"));
+    usage.completion_tokens = sb__json_int(json_object_get(j, "eval_count"));
+    struct sb_str name = sb__json_str(json_object_get(j, "done_reason"));
+    enum sb_finish_reason reason = SB_FINISH_STOP;
     for (size_t i = 0; i < SB_ARRAY_LEN(done_reasons); i++)
-        if (sb_str_eq_c(reason, done_reasons[i].name))
-            ev.finish.reason = done_reasons[i].reason;
+        if (sb_str_eq_c(name, done_reasons[i].name))
+            reason = done_reasons[i].reason;
     /* Ollama says "stop" after calling tools; OpenAI-shaped clients expect "tool_calls". */
-    if (s->n_tool_calls > 0 && ev.finish.reason == SB_FINISH_STOP)
-        ev.finish.reason = SB_FINISH_TOOL_CALLS;
-    return emit(s, &ev);
+    if (s->n_tool_calls > 0 && reason == SB_FINISH_STOP)
+        reason = SB_FINISH_TOOL_CALLS;
+    return sb__emitter_finish(&s->out, &usage, reason, SB_STR_NULL);
 }
 
-static int on_line(struct sb__ollama_stream *s, struct sb_str line)
+/* One line (the line splitter's sb__line_fn). Returns non-zero once the stream has ended. */
+static int on_line(void *ud, struct sb_str line)
 {
+    struct sb__ollama_stream *s = ud;
     while (line.len > 0 && (line.p[line.len - 1] == '\r' || line.p[line.len - 1] == ' '))
         line.len--;
     if (line.len == 0)
@@ -164,20 +118,18 @@ static int on_line(struct sb__ollama_stream *s, struct sb_str line)
     }
     json_t *err = json_object_get(j, "error");
     if (err != NULL) {
-        struct sb_str m = jstr(err);
-        rc = fail(s, 502, false, 0, "ollama: error in the stream: %.*s",
-                  (int)SB_MIN(m.len, (size_t)MESSAGE_MAX), m.len > 0 ? m.p : "no message");
+        struct sb_str m = sb__json_str(err);
+        rc = sb__emitter_fail(
+            &s->out, SB_EUPSTREAM, 502, false, 0, "ollama: error in the stream: %.*s",
+            (int)SB_MIN(m.len, (size_t)MESSAGE_MAX), m.len > 0 ? m.p : "no message");
         goto done;
     }
     rc = start_once(s, j);
     json_t *msg = json_object_get(j, "message");
-    struct sb_str text = json_is_object(msg) ? jstr(json_object_get(msg, "content"))
-                                             : jstr(json_object_get(j, "response"));
-    if (rc == 0 && text.len > 0) {
-        struct sb_event ev = {.type = SB_EV_TEXT};
-        ev.text.text = text;
-        rc = emit(s, &ev);
-    }
+    struct sb_str text = json_is_object(msg) ? sb__json_str(json_object_get(msg, "content"))
+                                             : sb__json_str(json_object_get(j, "response"));
+    if (rc == 0)
+        rc = sb__emitter_text(&s->out, text);
     json_t *tcs = json_object_get(msg, "tool_calls");
     for (size_t i = 0; rc == 0 && json_is_array(tcs) && i < json_array_size(tcs); i++)
         rc = on_tool_call(s, json_array_get(tcs, i));
@@ -185,48 +137,27 @@ static int on_line(struct sb__ollama_stream *s, struct sb_str line)
         rc = on_done(s, j);
 done:
     json_decref(j);
-    return rc;
+    return rc != 0 || s->out.ended;
 }
 
 int sb__ollama_stream_feed(struct sb__ollama_stream *s, const char *p, size_t len)
 {
-    if (s->ended)
-        return 1;
+    if (s->out.ended)
+        return sb__emitter_feed_result(&s->out);
     if (s->embeddings) {
-        if (sb_buf_append(&s->line, p, len) != 0)
+        if (sb_buf_append(&s->body, p, len) != 0)
             return malformed(s, "an embed response too large");
         return 0;
     }
-    size_t i = 0;
-    while (!s->ended && i < len) {
-        const char *nl = memchr(p + i, '\n', len - i);
-        size_t end = nl != NULL ? (size_t)(nl - p) : len;
-        struct sb_str piece = {p + i, end - i};
-        if (nl == NULL) {
-            if (sb_buf_append_str(&s->line, piece) != 0)
-                return malformed(s, "a line too long");
-            break;
-        }
-        int rc;
-        if (s->line.len > 0) {
-            if (sb_buf_append_str(&s->line, piece) != 0)
-                return malformed(s, "a line too long");
-            rc = on_line(s, sb_buf_view(&s->line));
-            sb_buf_reset(&s->line);
-        } else {
-            rc = on_line(s, piece);
-        }
-        if (rc != 0)
-            break;
-        i = end + 1;
-    }
-    return s->ended;
+    if (sb__lines_feed(&s->lines, p, len, on_line, s) < 0)
+        malformed(s, "a line too long");
+    return sb__emitter_feed_result(&s->out);
 }
 
 /* {"model", "embeddings": [[...], ...], "prompt_eval_count"} */
 static void embed_eof(struct sb__ollama_stream *s)
 {
-    json_t *j = json_loadb(s->line.p != NULL ? s->line.p : "", s->line.len, 0, NULL);
+    json_t *j = json_loadb(s->body.p != NULL ? s->body.p : "", s->body.len, 0, NULL);
     json_t *vecs = json_object_get(j, "embeddings");
     float *values = NULL;
     if (!json_is_array(vecs)) {
@@ -261,19 +192,17 @@ done:
 
 void sb__ollama_stream_eof(struct sb__ollama_stream *s)
 {
-    if (s->ended)
+    if (s->out.ended)
         return;
     if (s->embeddings) {
         embed_eof(s);
         return;
     }
     /* A last line without its newline still counts: the body ended cleanly. */
-    if (s->line.len > 0) {
-        on_line(s, sb_buf_view(&s->line));
-        sb_buf_reset(&s->line);
-    }
-    if (!s->ended)
-        fail(s, 502, false, 0, "ollama: the stream ended before \"done\"");
+    sb__lines_end(&s->lines, on_line, s);
+    if (!s->out.ended)
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, 502, false, 0,
+                         "ollama: the stream ended before \"done\"");
 }
 
 void sb__ollama_stream_http_error(struct sb__ollama_stream *s, int status, struct sb_str body,
@@ -285,13 +214,15 @@ void sb__ollama_stream_http_error(struct sb__ollama_stream *s, int status, struc
     json_t *j = body.len > 0 ? json_loadb(body.p, body.len, 0, NULL) : NULL;
     json_t *err = json_object_get(j, "error");
     /* Ollama's errors are {"error": "text"}; an OpenAI-shaped proxy in front may nest them. */
-    struct sb_str m = json_is_string(err) ? jstr(err) : jstr(json_object_get(err, "message"));
+    struct sb_str m =
+        json_is_string(err) ? sb__json_str(err) : sb__json_str(json_object_get(err, "message"));
     if (m.len > 0)
-        fail(s, mapped, retryable, retry_after_ms, "ollama (HTTP %d): %.*s", status,
-             (int)SB_MIN(m.len, (size_t)MESSAGE_MAX), m.p);
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
+                         "ollama (HTTP %d): %.*s", status, (int)SB_MIN(m.len, (size_t)MESSAGE_MAX),
+                         m.p);
     else
-        fail(s, mapped, retryable, retry_after_ms, "ollama answered HTTP %d without an error",
-             status);
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
+                         "ollama answered HTTP %d without an error", status);
     json_decref(j);
 }
 
@@ -300,22 +231,23 @@ struct sb__ollama_stream *sb__ollama_stream_new(sb__sink_fn sink, void *ud, bool
     struct sb__ollama_stream *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->sink = sink;
-    s->ud = ud;
+    sb__emitter_init(&s->out, sink, ud, "ollama");
     s->embeddings = embeddings;
-    sb_buf_init(&s->line, embeddings ? EMBED_BODY_MAX : LINE_MAX_BYTES);
+    sb__lines_init(&s->lines, LINE_MAX_BYTES, false);
+    sb_buf_init(&s->body, EMBED_BODY_MAX);
     return s;
 }
 
 void sb__ollama_stream_set_secret(struct sb__ollama_stream *s, struct sb_str secret)
 {
-    s->secret = secret;
+    s->out.secret = secret;
 }
 
 void sb__ollama_stream_free(struct sb__ollama_stream *s)
 {
     if (s == NULL)
         return;
-    sb_buf_free(&s->line);
+    sb__lines_free(&s->lines);
+    sb_buf_free(&s->body);
     free(s);
 }

@@ -35,7 +35,8 @@ void sb__ollama_stream_set_secret(struct sb__ollama_stream *s, struct sb_str sec
  * line, TEXT for message.content (or response), one TOOL_CALL per call in message.tool_calls
  * (whole: id, name and arguments as JSON text), and at "done": true USAGE (prompt_eval_count,
  * eval_count) then FINISH (done_reason; tool_calls when the message called tools). A line
- * {"error": "..."} or a malformed line emits one ERROR. Returns non-zero once the stream ended. */
+ * {"error": "..."} or a malformed line emits one ERROR. Returns non-zero once the stream failed or
+ * the sink said stop; after a FINISH, 0 (the rest is ignored and the connection stays reusable). */
 int sb__ollama_stream_feed(struct sb__ollama_stream *s, const char *p, size_t len);
 /* The body ended: an ERROR unless "done" was seen; an embed body is decoded here. */
 void sb__ollama_stream_eof(struct sb__ollama_stream *s);

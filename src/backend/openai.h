@@ -45,8 +45,9 @@ void sb__oai_stream_set_secret(struct sb__oai_stream *s, struct sb_str secret);
  * with the first chunk, TEXT and TOOL_CALL deltas (a call's first delta carries its id and name;
  * calls are numbered 0, 1, ... in the order they start), and at "data: [DONE]" USAGE (cached
  * tokens from prompt_tokens_details) then FINISH. An error object in the stream, a malformed
- * chunk or an oversized line emits one ERROR. Returns 0 to go on, non-zero once the stream ended
- * (or the sink said stop): feed nothing more. */
+ * chunk or an oversized line emits one ERROR. Returns non-zero once the stream failed or the sink
+ * said stop: feed nothing more. After a FINISH it returns 0 and ignores the rest, so the transfer
+ * ends on its own and its connection stays reusable. */
 int sb__oai_stream_feed(struct sb__oai_stream *s, const char *p, size_t len);
 /* The body ended. A stream that saw its finish_reason but no [DONE] ends normally (some
  * compatible servers omit it); otherwise emits an ERROR. An embeddings body is decoded here. */

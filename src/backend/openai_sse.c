@@ -1,15 +1,13 @@
 /* Decodes OpenAI's responses into canonical events: the SSE stream of chat and text completion
  * chunks (split anywhere across pieces), tool-call deltas reassembled in order, usage, finish
  * reasons, errors inside the stream and error bodies; and the one JSON object of /embeddings. */
-#include <jansson.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
+#include "backend/cloud_stream.h"
 #include "backend/openai.h"
 
 /* One SSE line, and one event's data, may be this large (a big tool-call argument chunk). */
-#define SSE_LINE_MAX (8u << 20)
+#define SSE_LINE_MAX  (8u << 20)
 #define SSE_EVENT_MAX (8u << 20)
 /* An embeddings response is read whole. */
 #define EMBED_BODY_MAX (64u << 20)
@@ -28,19 +26,9 @@ struct tool_acc {
 };
 
 struct sb__oai_stream {
-    sb__sink_fn sink;
-    void *ud;
-    const char *provider;
+    struct sb__emitter out; /* its secret: the API key */
     bool embeddings;
-    struct sb_str secret; /* scrubbed from messages (the API key), borrowed */
-
-    /* SSE framing */
-    struct sb_buf line;  /* a line split across pieces */
-    struct sb_buf event; /* the event: field */
-    struct sb_buf data;  /* data: lines, joined with \n */
-    bool has_data;
-    bool after_cr; /* the last piece ended in \r: a \n next belongs to it */
-
+    struct sb__sse sse;
     struct sb_buf body; /* embeddings: the whole response */
 
     struct tool_acc calls[MAX_TOOL_CALLS];
@@ -49,63 +37,17 @@ struct sb__oai_stream {
     enum sb_finish_reason reason;
     bool has_finish;
     bool started;
-    bool ended; /* an end was emitted, or the sink said stop */
 };
 
-/* ---------------------------------------------------------------------------------------------
- * Emitting
- * ------------------------------------------------------------------------------------------- */
+/* Events and errors go out through s->out (cloud_stream.c). */
 static int emit(struct sb__oai_stream *s, const struct sb_event *ev)
 {
-    if (s->ended)
-        return 1;
-    if (s->sink(s->ud, ev) != 0 || ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
-        s->ended = true;
-    return s->ended;
-}
-
-/* Emits one ERROR with the message formatted, cut and with the secret blanked out. */
-static int fail(struct sb__oai_stream *s, int code, int status, bool retryable,
-                uint32_t retry_after_ms, const char *fmt, ...) SB_PRINTF(6, 7);
-
-static int fail(struct sb__oai_stream *s, int code, int status, bool retryable,
-                uint32_t retry_after_ms, const char *fmt, ...)
-{
-    if (s->ended)
-        return 1;
-    char msg[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        msg[0] = '\0';
-    /* A provider that quotes our key back must not hand it to our client. */
-    if (s->secret.len >= 4) {
-        char *hit;
-        while ((hit = memmem(msg, strlen(msg), s->secret.p, s->secret.len)) != NULL)
-            memset(hit, '*', s->secret.len);
-    }
-    sb__emit_error(s->sink, s->ud, code, status, retryable, retry_after_ms, "%s", msg);
-    s->ended = true;
-    return 1;
+    return sb__emitter_emit(&s->out, ev);
 }
 
 static int malformed(struct sb__oai_stream *s, const char *what)
 {
-    return fail(s, SB_EUPSTREAM, 502, false, 0, "%s: malformed stream: %s", s->provider, what);
-}
-
-static struct sb_str jstr(const json_t *j)
-{
-    if (!json_is_string(j))
-        return SB_STR_NULL;
-    return (struct sb_str){json_string_value(j), json_string_length(j)};
-}
-
-static int64_t jint(const json_t *j)
-{
-    return json_is_integer(j) ? (int64_t)json_integer_value(j) : 0;
+    return sb__emitter_malformed(&s->out, what);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -122,17 +64,17 @@ static bool read_api_error(json_t *j, struct api_error *out)
     *out = (struct api_error){0};
     json_t *err = json_object_get(j, "error");
     if (json_is_string(err)) {
-        out->message = jstr(err);
+        out->message = sb__json_str(err);
         return true;
     }
     json_t *o = json_is_object(err) ? err : NULL;
-    if (o == NULL && sb_str_eq_c(jstr(json_object_get(j, "object")), "error"))
+    if (o == NULL && sb_str_eq_c(sb__json_str(json_object_get(j, "object")), "error"))
         o = j;
     if (o == NULL)
         return false;
-    out->message = jstr(json_object_get(o, "message"));
-    out->type = jstr(json_object_get(o, "type"));
-    out->code = jint(json_object_get(o, "code"));
+    out->message = sb__json_str(json_object_get(o, "message"));
+    out->type = sb__json_str(json_object_get(o, "type"));
+    out->code = sb__json_int(json_object_get(o, "code"));
     return true;
 }
 
@@ -140,17 +82,18 @@ static int stream_error(struct sb__oai_stream *s, json_t *j)
 {
     struct api_error e;
     if (!read_api_error(j, &e))
-        e.message = jstr(json_object_get(j, "message"));
+        e.message = sb__json_str(json_object_get(j, "message"));
     int status = 502;
     bool retryable = false;
     if (e.code >= 400 && e.code <= 599)
         sb__map_http_status((int)e.code, &status, &retryable);
     /* Once output has begun, trying again would produce it twice. */
     retryable = retryable && !s->started;
-    return fail(s, SB_EUPSTREAM, status, retryable, 0, "%s: error in the stream: %.*s%s%.*s",
-                s->provider, (int)e.type.len, e.type.p ? e.type.p : "", e.type.len ? ": " : "",
-                (int)SB_MIN(e.message.len, (size_t)MESSAGE_MAX),
-                e.message.len ? e.message.p : "no message");
+    return sb__emitter_fail(&s->out, SB_EUPSTREAM, status, retryable, 0,
+                            "%s: error in the stream: %.*s%s%.*s", s->out.provider, (int)e.type.len,
+                            e.type.p ? e.type.p : "", e.type.len ? ": " : "",
+                            (int)SB_MIN(e.message.len, (size_t)MESSAGE_MAX),
+                            e.message.len ? e.message.p : "no message");
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -173,18 +116,9 @@ static int start_once(struct sb__oai_stream *s, json_t *j)
     if (s->started)
         return 0;
     struct sb_event ev = {.type = SB_EV_START};
-    ev.start.model = jstr(json_object_get(j, "model"));
+    ev.start.model = sb__json_str(json_object_get(j, "model"));
     ev.start.attempts = 1;
     s->started = true;
-    return emit(s, &ev);
-}
-
-static int emit_text(struct sb__oai_stream *s, struct sb_str text)
-{
-    if (text.len == 0)
-        return 0;
-    struct sb_event ev = {.type = SB_EV_TEXT};
-    ev.text.text = text;
     return emit(s, &ev);
 }
 
@@ -213,7 +147,8 @@ static int on_tool_delta(struct sb__oai_stream *s, json_t *tc, size_t pos)
     if (!json_is_object(tc))
         return malformed(s, "a tool call that is not an object");
     json_t *jidx = json_object_get(tc, "index");
-    int64_t upstream_index = json_is_integer(jidx) ? (int64_t)json_integer_value(jidx) : (int64_t)pos;
+    int64_t upstream_index =
+        json_is_integer(jidx) ? (int64_t)json_integer_value(jidx) : (int64_t)pos;
     size_t idx = 0;
     struct tool_acc *t = tool_slot(s, upstream_index, &idx);
     if (t == NULL)
@@ -221,7 +156,7 @@ static int on_tool_delta(struct sb__oai_stream *s, json_t *tc, size_t pos)
     json_t *fn = json_object_get(tc, "function");
     json_t *jargs = json_object_get(fn, "arguments");
     char *dumped = NULL;
-    struct sb_str args = jstr(jargs);
+    struct sb_str args = sb__json_str(jargs);
     if (json_is_object(jargs)) {
         /* Not OpenAI's shape (arguments are JSON text), but some servers send the object. */
         dumped = json_dumps(jargs, JSON_COMPACT);
@@ -238,8 +173,8 @@ static int on_tool_delta(struct sb__oai_stream *s, json_t *tc, size_t pos)
             rc = emit(s, &ev);
         goto done;
     }
-    struct sb_str id = jstr(json_object_get(tc, "id"));
-    struct sb_str name = jstr(json_object_get(fn, "name"));
+    struct sb_str id = sb__json_str(json_object_get(tc, "id"));
+    struct sb_str name = sb__json_str(json_object_get(fn, "name"));
     if ((t->id.len == 0 && sb_buf_append_str(&t->id, id) != 0) ||
         sb_buf_append_str(&t->name, name) != 0 || sb_buf_append_str(&t->pending, args) != 0) {
         rc = malformed(s, "a tool call too large");
@@ -268,19 +203,20 @@ static int on_choice(struct sb__oai_stream *s, json_t *choice)
     if (!json_is_object(choice))
         return malformed(s, "a choice that is not an object");
     /* We never ask for n > 1; other choices are not ours to mix in. */
-    if (jint(json_object_get(choice, "index")) != 0)
+    if (sb__json_int(json_object_get(choice, "index")) != 0)
         return 0;
     json_t *delta = json_object_get(choice, "delta");
     int rc = 0;
     if (json_is_object(delta)) {
-        rc = emit_text(s, jstr(json_object_get(delta, "content")));
+        rc = sb__emitter_text(&s->out, sb__json_str(json_object_get(delta, "content")));
         json_t *tcs = json_object_get(delta, "tool_calls");
         for (size_t i = 0; rc == 0 && json_is_array(tcs) && i < json_array_size(tcs); i++)
             rc = on_tool_delta(s, json_array_get(tcs, i), i);
     } else {
-        rc = emit_text(s, jstr(json_object_get(choice, "text"))); /* a text completion */
+        /* a text completion */
+        rc = sb__emitter_text(&s->out, sb__json_str(json_object_get(choice, "text")));
     }
-    struct sb_str fr = jstr(json_object_get(choice, "finish_reason"));
+    struct sb_str fr = sb__json_str(json_object_get(choice, "finish_reason"));
     if (rc == 0 && fr.len > 0) {
         s->has_finish = true;
         s->reason = SB_FINISH_STOP;
@@ -293,16 +229,16 @@ static int on_choice(struct sb__oai_stream *s, json_t *choice)
 
 static void read_usage(struct sb__oai_stream *s, json_t *u)
 {
-    s->usage.prompt_tokens = jint(json_object_get(u, "prompt_tokens"));
-    s->usage.completion_tokens = jint(json_object_get(u, "completion_tokens"));
+    s->usage.prompt_tokens = sb__json_int(json_object_get(u, "prompt_tokens"));
+    s->usage.completion_tokens = sb__json_int(json_object_get(u, "completion_tokens"));
     s->usage.cached_prompt_tokens =
-        jint(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
+        sb__json_int(json_object_get(json_object_get(u, "prompt_tokens_details"), "cached_tokens"));
 }
 
 static int on_chunk(struct sb__oai_stream *s, json_t *j)
 {
     if (json_object_get(j, "error") != NULL ||
-        sb_str_eq_c(jstr(json_object_get(j, "object")), "error"))
+        sb_str_eq_c(sb__json_str(json_object_get(j, "object")), "error"))
         return stream_error(s, j);
     int rc = start_once(s, j);
     json_t *choices = json_object_get(j, "choices");
@@ -327,111 +263,34 @@ static int finish(struct sb__oai_stream *s)
         if (emit(s, &start) != 0)
             return 1;
     }
-    struct sb_event ev = {.type = SB_EV_USAGE};
-    ev.usage = s->usage;
-    if (emit(s, &ev) != 0)
-        return 1;
-    ev = (struct sb_event){.type = SB_EV_FINISH};
-    ev.finish.reason = s->has_finish ? s->reason : SB_FINISH_STOP;
-    return emit(s, &ev);
+    return sb__emitter_finish(&s->out, &s->usage, s->has_finish ? s->reason : SB_FINISH_STOP,
+                              SB_STR_NULL);
 }
 
 /* ---------------------------------------------------------------------------------------------
- * SSE framing
+ * SSE events (framed by cloud_stream.c)
  * ------------------------------------------------------------------------------------------- */
-static int dispatch(struct sb__oai_stream *s)
+static int on_event(void *ud, struct sb_str event, struct sb_str data)
 {
+    struct sb__oai_stream *s = ud;
     int rc = 0;
     json_t *j = NULL;
-    if (!s->has_data)
-        goto done;
-    if (sb_str_eq_c(sb_buf_view(&s->data), "[DONE]")) {
+    if (sb_str_eq_c(data, "[DONE]")) {
         rc = finish(s);
         goto done;
     }
-    j = json_loadb(s->data.p, s->data.len, 0, NULL);
+    j = json_loadb(data.p, data.len, 0, NULL);
     if (!json_is_object(j)) {
         rc = malformed(s, "a chunk that is not a JSON object");
         goto done;
     }
-    if (sb_str_eq_c(sb_buf_view(&s->event), "error"))
+    if (sb_str_eq_c(event, "error"))
         rc = stream_error(s, j);
     else
         rc = on_chunk(s, j);
 done:
     json_decref(j);
-    sb_buf_reset(&s->event);
-    sb_buf_reset(&s->data);
-    s->has_data = false;
-    return rc;
-}
-
-/* One complete line, without its end. */
-static int on_line(struct sb__oai_stream *s, struct sb_str line)
-{
-    if (line.len == 0)
-        return dispatch(s);
-    if (line.p[0] == ':')
-        return 0; /* a comment: keep-alives, "OPENROUTER PROCESSING" */
-    const char *colon = memchr(line.p, ':', line.len);
-    struct sb_str field = {line.p, colon != NULL ? (size_t)(colon - line.p) : line.len};
-    struct sb_str value = SB_STR_NULL;
-    if (colon != NULL) {
-        value = (struct sb_str){colon + 1, line.len - field.len - 1};
-        if (value.len > 0 && value.p[0] == ' ') {
-            value.p++;
-            value.len--;
-        }
-    }
-    int rc = 0;
-    if (sb_str_eq_c(field, "data")) {
-        if (s->has_data)
-            rc = sb_buf_append_char(&s->data, '\n');
-        if (rc == 0)
-            rc = sb_buf_append_str(&s->data, value);
-        s->has_data = true;
-    } else if (sb_str_eq_c(field, "event")) {
-        sb_buf_reset(&s->event);
-        rc = sb_buf_append_str(&s->event, value);
-    } /* id, retry and unknown fields mean nothing here */
-    return rc == 0 ? 0 : malformed(s, "an event too large");
-}
-
-static int feed_sse(struct sb__oai_stream *s, const char *p, size_t len)
-{
-    size_t i = 0;
-    while (!s->ended && i < len) {
-        if (s->after_cr) {
-            s->after_cr = false;
-            if (p[i] == '\n') {
-                i++;
-                continue;
-            }
-        }
-        size_t j = i;
-        while (j < len && p[j] != '\n' && p[j] != '\r')
-            j++;
-        struct sb_str piece = {p + i, j - i};
-        if (j == len) {
-            if (sb_buf_append_str(&s->line, piece) != 0)
-                return malformed(s, "a line too long");
-            break;
-        }
-        s->after_cr = p[j] == '\r';
-        int rc;
-        if (s->line.len > 0) {
-            if (sb_buf_append_str(&s->line, piece) != 0)
-                return malformed(s, "a line too long");
-            rc = on_line(s, sb_buf_view(&s->line));
-            sb_buf_reset(&s->line);
-        } else {
-            rc = on_line(s, piece);
-        }
-        if (rc != 0)
-            break;
-        i = j + 1;
-    }
-    return s->ended;
+    return rc != 0 || s->out.ended;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -445,7 +304,8 @@ static int emit_embedding(struct sb__oai_stream *s, json_t *item, size_t pos)
     size_t dim = json_array_size(vec);
     float *values = calloc(dim > 0 ? dim : 1, sizeof *values);
     if (values == NULL)
-        return fail(s, SB_ENOMEM, 500, false, 0, "%s: out of memory", s->provider);
+        return sb__emitter_fail(&s->out, SB_ENOMEM, 500, false, 0, "%s: out of memory",
+                                s->out.provider);
     for (size_t k = 0; k < dim; k++) {
         json_t *v = json_array_get(vec, k);
         if (!json_is_number(v)) {
@@ -477,7 +337,8 @@ static void embeddings_eof(struct sb__oai_stream *s)
     for (size_t i = 0; i < json_array_size(data); i++)
         if (emit_embedding(s, json_array_get(data, i), i) != 0)
             goto done;
-    s->usage.prompt_tokens = jint(json_object_get(json_object_get(j, "usage"), "prompt_tokens"));
+    s->usage.prompt_tokens =
+        sb__json_int(json_object_get(json_object_get(j, "usage"), "prompt_tokens"));
     s->has_finish = true;
     s->reason = SB_FINISH_STOP;
     finish(s);
@@ -490,39 +351,39 @@ done:
  * ------------------------------------------------------------------------------------------- */
 int sb__oai_stream_feed(struct sb__oai_stream *s, const char *p, size_t len)
 {
-    if (s->ended)
-        return 1;
+    if (s->out.ended)
+        return sb__emitter_feed_result(&s->out);
     if (s->embeddings) {
         if (sb_buf_append(&s->body, p, len) != 0)
             return malformed(s, "an embeddings response too large");
         return 0;
     }
-    return feed_sse(s, p, len);
+    const char *why = NULL;
+    if (sb__sse_feed(&s->sse, p, len, on_event, s, &why) == SB_EUPSTREAM)
+        malformed(s, why);
+    return sb__emitter_feed_result(&s->out);
 }
 
 void sb__oai_stream_eof(struct sb__oai_stream *s)
 {
-    if (s->ended)
+    if (s->out.ended)
         return;
     if (s->embeddings) {
         embeddings_eof(s);
         return;
     }
     /* A last event without its blank line still counts: the body ended cleanly. */
-    if (s->line.len > 0) {
-        on_line(s, sb_buf_view(&s->line));
-        sb_buf_reset(&s->line);
-    }
-    if (!s->ended && s->has_data)
-        dispatch(s);
-    if (s->ended)
+    const char *why = NULL;
+    if (sb__sse_end(&s->sse, on_event, s, &why) == SB_EUPSTREAM)
+        malformed(s, why);
+    if (s->out.ended)
         return;
     if (s->has_finish) {
         finish(s);
         return;
     }
-    fail(s, SB_EUPSTREAM, 502, false, 0, "%s: the stream ended before the response was complete",
-         s->provider);
+    sb__emitter_fail(&s->out, SB_EUPSTREAM, 502, false, 0,
+                     "%s: the stream ended before the response was complete", s->out.provider);
 }
 
 void sb__oai_stream_http_error(struct sb__oai_stream *s, int status, struct sb_str body,
@@ -534,13 +395,13 @@ void sb__oai_stream_http_error(struct sb__oai_stream *s, int status, struct sb_s
     json_t *j = body.len > 0 ? json_loadb(body.p, body.len, 0, NULL) : NULL;
     struct api_error e;
     if (json_is_object(j) && read_api_error(j, &e) && e.message.len > 0) {
-        fail(s, SB_EUPSTREAM, mapped, retryable, retry_after_ms, "%s (HTTP %d%s%.*s): %.*s",
-             s->provider, status, e.type.len ? ", " : "", (int)e.type.len,
-             e.type.p ? e.type.p : "", (int)SB_MIN(e.message.len, (size_t)MESSAGE_MAX),
-             e.message.p);
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
+                         "%s (HTTP %d%s%.*s): %.*s", s->out.provider, status,
+                         e.type.len ? ", " : "", (int)e.type.len, e.type.p ? e.type.p : "",
+                         (int)SB_MIN(e.message.len, (size_t)MESSAGE_MAX), e.message.p);
     } else {
-        fail(s, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
-             "%s answered HTTP %d without an error object", s->provider, status);
+        sb__emitter_fail(&s->out, SB_EUPSTREAM, mapped, retryable, retry_after_ms,
+                         "%s answered HTTP %d without an error object", s->out.provider, status);
     }
     json_decref(j);
 }
@@ -551,13 +412,9 @@ struct sb__oai_stream *sb__oai_stream_new(sb__sink_fn sink, void *ud, bool embed
     struct sb__oai_stream *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
-    s->sink = sink;
-    s->ud = ud;
+    sb__emitter_init(&s->out, sink, ud, provider != NULL ? provider : "openai");
     s->embeddings = embeddings;
-    s->provider = provider != NULL ? provider : "openai";
-    sb_buf_init(&s->line, SSE_LINE_MAX);
-    sb_buf_init(&s->event, 256);
-    sb_buf_init(&s->data, SSE_EVENT_MAX);
+    sb__sse_init(&s->sse, SSE_LINE_MAX, SSE_EVENT_MAX);
     sb_buf_init(&s->body, EMBED_BODY_MAX);
     s->reason = SB_FINISH_STOP;
     return s;
@@ -565,7 +422,7 @@ struct sb__oai_stream *sb__oai_stream_new(sb__sink_fn sink, void *ud, bool embed
 
 void sb__oai_stream_set_secret(struct sb__oai_stream *s, struct sb_str secret)
 {
-    s->secret = secret;
+    s->out.secret = secret;
 }
 
 void sb__oai_stream_free(struct sb__oai_stream *s)
@@ -577,9 +434,7 @@ void sb__oai_stream_free(struct sb__oai_stream *s)
         sb_buf_free(&s->calls[i].name);
         sb_buf_free(&s->calls[i].pending);
     }
-    sb_buf_free(&s->line);
-    sb_buf_free(&s->event);
-    sb_buf_free(&s->data);
+    sb__sse_free(&s->sse);
     sb_buf_free(&s->body);
     free(s);
 }

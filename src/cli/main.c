@@ -8,6 +8,10 @@
 #include "backend/backend.h"
 #include "config/config.h"
 #include "http/http.h"
+#include "ledger/ledger.h"
+#include "report/pricing.h"
+#include "report/report.h"
+#include "resil/resil.h"
 
 #ifndef SB_VERSION
 #define SB_VERSION "0.1.0"
@@ -40,6 +44,14 @@ static const struct command commands[] = {
      cmd_config_check},
     {"config", "default", "", "print the built-in default configuration", cmd_config_default},
     {"version", NULL, "", "print the version and the llama.cpp release", cmd_version},
+    {"report", NULL,
+     "[--since 30d] [--format text|json|html] [--ledger PATH] [--config FILE] "
+     "[--compare-model MODEL]",
+     "tokens, cost and latency by backend, model and key; all-cloud and all-local what-ifs; "
+     "break-even",
+     sb_report_cli},
+    {"advise", NULL, "[--since 30d] [--format text|json] [--ledger PATH] [--config FILE]",
+     "LOCAL, CLOUD or HYBRID, with the measured reasons", sb_advise_cli},
     {"help", NULL, "", "print this help", cmd_help},
 };
 
@@ -133,13 +145,89 @@ static struct sb_backend **create_backends(const struct sb_config *cfg)
         }
         struct sb_backend_info info;
         sb_backend_info(backends[i], &info);
-        fprintf(stderr, "switchboard: model %s (%s) loaded from %s, context %lld tokens\n", m->name,
-                info.kind, m->path ? m->path : "-", (long long)info.n_ctx);
+        fprintf(stderr, "switchboard: model %s (%s) %s %s, context %lld tokens\n", m->name,
+                info.kind, info.loaded ? "loaded from" : "will load on first use from",
+                m->path ? m->path : m->base_url ? m->base_url : "-", (long long)info.n_ctx);
     }
     return backends;
 fail:
     free_backends(backends, cfg->n_models);
     return NULL;
+}
+
+/* Everything `serve` owns, set up in order and torn down in reverse by serve_teardown. */
+struct serve_state {
+    struct sb_config *cfg;
+    struct sb_backend **backends; /* backends[i] serves cfg->models[i] */
+    struct sb_resil *resil;       /* a chain per model: retries, breakers, fallback */
+    struct sb_pricing *pricing;
+    struct sb_ledger *ledger; /* NULL when the config disables it */
+    struct sb_server *server;
+};
+
+/* Applies the log level from the options or the config. Returns 0 or EXIT_SETUP. */
+static int apply_log_level(const struct serve_opts *o, const struct sb_config *cfg)
+{
+    enum sb_log_level level;
+    const char *name = o->log_level ? o->log_level : cfg->log_level;
+    if (name == NULL)
+        return 0;
+    if (sb_log_parse_level(name, &level) != 0) {
+        fprintf(stderr, "switchboard: unknown log level \"%s\" (debug, info, warn, error)\n", name);
+        return EXIT_SETUP;
+    }
+    sb_log_set_level(level);
+    return 0;
+}
+
+/* Builds what the server needs, after the config is loaded. Prints what failed and returns
+ * EXIT_SETUP, or 0. */
+static int serve_setup(struct serve_state *st)
+{
+    struct sb_config *cfg = st->cfg;
+    char err[1024] = "";
+    sb_local_configure(&cfg->local); /* before any local model exists: max_loaded */
+    st->backends = create_backends(cfg);
+    if (st->backends == NULL)
+        return EXIT_SETUP;
+    if (sb_resil_new(cfg, st->backends, cfg->n_models, &st->resil, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: %s\n", err);
+        return EXIT_SETUP;
+    }
+    if (sb_pricing_new(cfg, &st->pricing, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: pricing: %s\n", err);
+        return EXIT_SETUP;
+    }
+    if (sb_ledger_open(&cfg->ledger, &st->ledger, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: ledger: %s\n", err);
+        return EXIT_SETUP;
+    }
+    if (sb_server_new(cfg, sb_resil_backends(st->resil), cfg->n_models, &st->server, err,
+                      sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: cannot listen on %s:%d: %s\n", cfg->listen.host,
+                cfg->listen.port, err);
+        return EXIT_SETUP;
+    }
+    /* WIRE: sb_server_set_ledger(st->server, st->ledger); sb_server_set_pricing(...) */
+    return 0;
+}
+
+/* Frees in the reverse order of serve_setup: the server stops recording before the ledger's
+ * last flush, and chains go before the backends they borrow. */
+static int serve_teardown(struct serve_state *st)
+{
+    int status = 0;
+    sb_server_free(st->server);
+    if (sb_ledger_close(st->ledger) != 0) {
+        fprintf(stderr, "switchboard: ledger: the last rows could not be written\n");
+        status = EXIT_RUNTIME;
+    }
+    sb_pricing_free(st->pricing);
+    sb_resil_free(st->resil);
+    if (st->backends)
+        free_backends(st->backends, st->cfg->n_models);
+    sb_config_free(st->cfg);
+    return status;
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -148,41 +236,24 @@ static int cmd_serve(int argc, char **argv)
     int rc = parse_serve_opts(argc, argv, &o);
     if (rc != 0)
         return rc;
-    struct sb_config *cfg = load_config(o.config);
-    if (cfg == NULL)
+    struct serve_state st = {0};
+    st.cfg = load_config(o.config);
+    if (st.cfg == NULL)
         return EXIT_SETUP;
-    enum sb_log_level level;
-    const char *level_name = o.log_level ? o.log_level : cfg->log_level;
-    if (level_name && sb_log_parse_level(level_name, &level) == 0) {
-        sb_log_set_level(level);
-    } else if (level_name) {
-        fprintf(stderr, "switchboard: unknown log level \"%s\" (debug, info, warn, error)\n", level_name);
-        sb_config_free(cfg);
-        return EXIT_SETUP;
-    }
     if (o.port >= 0)
-        cfg->listen.port = o.port;
-
-    int status = EXIT_SETUP;
-    struct sb_server *server = NULL;
-    struct sb_backend **backends = create_backends(cfg);
-    if (backends == NULL)
-        goto done;
-    char err[512] = "";
-    if (sb_server_new(cfg, backends, cfg->n_models, &server, err, sizeof(err)) != 0) {
-        fprintf(stderr, "switchboard: cannot listen on %s:%d: %s\n", cfg->listen.host, cfg->listen.port, err);
-        goto done;
+        st.cfg->listen.port = o.port;
+    int status = apply_log_level(&o, st.cfg);
+    if (status == 0)
+        status = serve_setup(&st);
+    if (status == 0) {
+        /* Tests and scripts wait for this exact line to learn the port. */
+        fprintf(stderr, "switchboard: listening on http://%s:%d\n", st.cfg->listen.host,
+                sb_server_port(st.server));
+        status = sb_server_run(st.server) == 0 ? 0 : EXIT_RUNTIME;
+        fprintf(stderr, "switchboard: stopped\n");
     }
-    /* Tests and scripts wait for this exact line to learn the port. */
-    fprintf(stderr, "switchboard: listening on http://%s:%d\n", cfg->listen.host, sb_server_port(server));
-    status = sb_server_run(server) == 0 ? 0 : EXIT_RUNTIME;
-    fprintf(stderr, "switchboard: stopped\n");
-done:
-    sb_server_free(server);
-    if (backends)
-        free_backends(backends, cfg->n_models);
-    sb_config_free(cfg);
-    return status;
+    int down = serve_teardown(&st);
+    return status != 0 ? status : down;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 #include <yaml.h>
 
 #include "config/internal.h"
+#include "privacy/privacy.h"
 
 /* Built from config/default.yaml by scripts/embed.sh (see the Makefile). */
 extern const char sb__default_config_text[];
@@ -167,6 +168,8 @@ static const struct sb__cfg_section breaker_section = {
     .size = sizeof(((struct sb_model_config *)0)->breaker),
 };
 
+static const char *const load_modes[] = {"startup", "lazy", NULL};
+
 static const struct sb__cfg_key model_keys[] = {
     {.name = "name",
      .type = SB__CFG_STR,
@@ -225,7 +228,27 @@ static const struct sb__cfg_key model_keys[] = {
      .type = SB__CFG_BOOL,
      FIELD(struct sb_model_config, embeddings),
      .def = "false",
-     .doc = "the model serves /v1/embeddings"},
+     .doc = "the model serves /v1/embeddings (and only embeddings)"},
+    {.name = "load",
+     .type = SB__CFG_ENUM,
+     FIELD(struct sb_model_config, load),
+     .choices = load_modes,
+     .def = "startup",
+     .doc = "local: startup loads before serving (a failure stops serve); lazy on first request"},
+    {.name = "keep_alive",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_model_config, keep_alive),
+     .min = -1,
+     .max = INT32_MAX,
+     .def = "-1",
+     .doc = "local: seconds a model stays loaded after its last request; -1 forever, 0 none"},
+    {.name = "queue",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_model_config, queue_size),
+     .min = 1,
+     .max = 65536,
+     .def = "128",
+     .doc = "local: requests waiting for a slot; more are refused with 429"},
     {.name = "base_url",
      .type = SB__CFG_STR,
      FIELD(struct sb_model_config, base_url),
@@ -333,6 +356,185 @@ static const struct sb__cfg_section ledger_section = {
     .size = sizeof(struct sb_ledger_config),
 };
 
+static const struct sb__cfg_key local_keys[] = {
+    {.name = "max_loaded",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_local_config, max_loaded),
+     .min = 0,
+     .max = 1024,
+     .def = "0",
+     .doc = "local models loaded at once; the least recently used is unloaded; 0 = no limit"},
+};
+
+static const struct sb__cfg_section local_section = {
+    .name = "local",
+    .keys = local_keys,
+    .n_keys = SB_ARRAY_LEN(local_keys),
+    .size = sizeof(struct sb_local_config),
+};
+
+/* Decimal keys (prices, watts, years) are strings checked by check_decimals: a row whose .max is
+ * above zero must read, with sb_config_parse_micros, as millionths within [.min, .max]. */
+static void check_decimals(struct sb__cfg_check *chk, void *entry);
+
+#define MICROS(whole) ((int64_t)1000000 * (whole))
+
+static const struct sb__cfg_key price_keys[] = {
+    {.name = "model",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_price_config, model),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "the model id the price is for; '*' matches any run of characters, '|' separates "
+            "alternatives"},
+    {.name = "input_per_mtok",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_price_config, input_per_mtok),
+     .max = MICROS(10000),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "USD per million uncached input tokens"},
+    {.name = "cached_input_per_mtok",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_price_config, cached_input_per_mtok),
+     .max = MICROS(10000),
+     .doc = "USD per million input tokens read from the provider's cache; unset = the input price"},
+    {.name = "cache_write_per_mtok",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_price_config, cache_write_per_mtok),
+     .max = MICROS(10000),
+     .doc = "USD per million input tokens written to the provider's cache; unset = input price"},
+    {.name = "output_per_mtok",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_price_config, output_per_mtok),
+     .max = MICROS(10000),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "USD per million completion tokens"},
+};
+
+static const struct sb__cfg_section price_section = {
+    .name = "pricing[]",
+    .keys = price_keys,
+    .n_keys = SB_ARRAY_LEN(price_keys),
+    .size = sizeof(struct sb_price_config),
+    .line_offset = offsetof(struct sb_price_config, line),
+    .column_offset = offsetof(struct sb_price_config, column),
+    .unique_key = "model",
+    .check = check_decimals,
+};
+
+static const struct sb__cfg_key infra_keys[] = {
+    {.name = "hardware_usd",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, hardware_usd),
+     .max = MICROS(1000000000),
+     .doc = "what the local inference hardware cost"},
+    {.name = "depreciation_years",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, depreciation_years),
+     .min = 1,
+     .max = MICROS(100),
+     .def = "3",
+     .doc = "years the hardware is written off over"},
+    {.name = "power_watts",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, power_watts),
+     .max = MICROS(100000000),
+     .doc = "the hardware's power draw while serving"},
+    {.name = "electricity_usd_per_kwh",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, electricity_usd_per_kwh),
+     .max = MICROS(1000),
+     .doc = "the price of electricity, USD per kWh"},
+    {.name = "utilization",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, utilization),
+     .min = 1,
+     .max = MICROS(1),
+     .def = "0.5",
+     .doc = "the share of time the hardware is planned to be busy, above 0 and at most 1"},
+    {.name = "engineer_hours_per_month",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, engineer_hours_per_month),
+     .max = MICROS(100000),
+     .doc = "people's time the hardware takes each month"},
+    {.name = "engineer_usd_per_hour",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, engineer_usd_per_hour),
+     .max = MICROS(1000000),
+     .doc = "what an hour of that time costs"},
+    {.name = "maintenance_usd_per_month",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, maintenance_usd_per_month),
+     .max = MICROS(1000000000),
+     .doc = "hosting, support contracts and spares each month"},
+    {.name = "tokens_per_s",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_infra_config, tokens_per_s),
+     .max = MICROS(100000000),
+     .doc = "throughput to assume when the ledger has measured none"},
+};
+
+static const struct sb__cfg_section infra_section = {
+    .name = "infra",
+    .keys = infra_keys,
+    .n_keys = SB_ARRAY_LEN(infra_keys),
+    .size = sizeof(struct sb_infra_config),
+    .check = check_decimals,
+};
+
+static void check_privacy_pattern(struct sb__cfg_check *chk, void *entry);
+static void check_privacy(struct sb__cfg_check *chk, void *entry);
+
+static const struct sb__cfg_key privacy_pattern_keys[] = {
+    {.name = "name",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_privacy_pattern_config, name),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "the kind's name; its upper case is the placeholder tag (<NAME_1>)"},
+    {.name = "regex",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_privacy_pattern_config, regex),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "what to find, in Vectorscan syntax (no back-references or look-around)"},
+};
+
+static const struct sb__cfg_section privacy_pattern_section = {
+    .name = "privacy.custom_patterns[]",
+    .keys = privacy_pattern_keys,
+    .n_keys = SB_ARRAY_LEN(privacy_pattern_keys),
+    .size = sizeof(struct sb_privacy_pattern_config),
+    .line_offset = offsetof(struct sb_privacy_pattern_config, line),
+    .column_offset = offsetof(struct sb_privacy_pattern_config, column),
+    .unique_key = "name",
+    .check = check_privacy_pattern,
+};
+
+static const struct sb__cfg_key privacy_keys[] = {
+    {.name = "custom_terms",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_privacy_config, custom_terms),
+     .count_offset = offsetof(struct sb_privacy_config, n_custom_terms),
+     .doc = "words found case-insensitively, as whole words (project code names, customers)"},
+    {.name = "custom_patterns",
+     .type = SB__CFG_LIST,
+     FIELD(struct sb_privacy_config, custom_patterns),
+     .count_offset = offsetof(struct sb_privacy_config, n_custom_patterns),
+     .section = &privacy_pattern_section,
+     .doc = "regexes, each a kind of its own: {name, regex}"},
+    {.name = "detectors",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_privacy_config, detectors),
+     .count_offset = offsetof(struct sb_privacy_config, n_detectors),
+     .doc = "the built-in detectors turned on; empty = all, [none] = none"},
+};
+
+static const struct sb__cfg_section privacy_section = {
+    .name = "privacy",
+    .keys = privacy_keys,
+    .n_keys = SB_ARRAY_LEN(privacy_keys),
+    .size = sizeof(struct sb_privacy_config),
+    .check = check_privacy,
+};
+
 static void check_root(struct sb__cfg_check *chk, void *entry);
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -366,6 +568,27 @@ static const struct sb__cfg_key root_keys[] = {
      FIELD(struct sb_config, ledger),
      .section = &ledger_section,
      .doc = "the request ledger: one row per request, in SQLite"},
+    {.name = "local",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, local),
+     .section = &local_section,
+     .doc = "what the local models share: how many may be loaded at once"},
+    {.name = "pricing",
+     .type = SB__CFG_LIST,
+     FIELD(struct sb_config, pricing),
+     .count_offset = offsetof(struct sb_config, n_pricing),
+     .section = &price_section,
+     .doc = "price overrides, tried before the bundled table (switchboard report)"},
+    {.name = "infra",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, infra),
+     .section = &infra_section,
+     .doc = "what the local hardware costs, for reports' local cost and break-even"},
+    {.name = "privacy",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, privacy),
+     .section = &privacy_section,
+     .doc = "PII detection: built-in detectors, custom terms and patterns"},
 };
 
 static const struct sb__cfg_section root_section = {
@@ -1155,8 +1378,53 @@ static void check_model(struct sb__cfg_check *chk, void *entry)
         check_report(chk, "base_url", "expected an http:// or https:// URL, got \"%s\"",
                      m->base_url);
     if (m->retries.max_ms < m->retries.base_ms)
-        check_report(chk, "retries", "max_ms (%u) is less than base_ms (%u); expected max_ms >= "
-                     "base_ms", (unsigned)m->retries.max_ms, (unsigned)m->retries.base_ms);
+        check_report(chk, "retries",
+                     "max_ms (%u) is less than base_ms (%u); expected max_ms >= "
+                     "base_ms",
+                     (unsigned)m->retries.max_ms, (unsigned)m->retries.base_ms);
+}
+
+/* Appends millionths as a decimal: 1500000 gives "1.5". */
+static void append_micros(struct sb_buf *b, int64_t v)
+{
+    sb_buf_printf(b, "%lld", (long long)(v / 1000000));
+    int64_t frac = v % 1000000;
+    if (frac == 0)
+        return;
+    char digits[8];
+    snprintf(digits, sizeof digits, "%06lld", (long long)frac);
+    size_t n = strlen(digits);
+    while (n > 0 && digits[n - 1] == '0')
+        n--;
+    sb_buf_append_char(b, '.');
+    sb_buf_append(b, digits, n);
+}
+
+static void check_decimals(struct sb__cfg_check *chk, void *entry)
+{
+    for (size_t i = 0; i < chk->sec->n_keys; i++) {
+        const struct sb__cfg_key *key = &chk->sec->keys[i];
+        const char *text;
+        int64_t v = 0;
+        if (key->type != SB__CFG_STR || key->max <= 0 || chk->values[i] == NULL)
+            continue;
+        memcpy(&text, field_at(entry, key->offset), sizeof text);
+        if (text == NULL || (sb_config_parse_micros(text, key->max, &v) == 0 && v >= key->min))
+            continue;
+        struct sb_buf msg;
+        sb_buf_init(&msg, 4096);
+        sb_buf_append_c(&msg, "expected a decimal number ");
+        if (key->min > 0) {
+            sb_buf_append_c(&msg, "above 0 and at most ");
+        } else {
+            sb_buf_append_c(&msg, "from 0 to ");
+        }
+        append_micros(&msg, key->max);
+        sb_buf_append_c(&msg, " with at most 6 decimal places, got ");
+        append_quoted(&msg, text, strlen(text));
+        check_report(chk, key->name, "%s", msg.p != NULL ? msg.p : "expected a decimal number");
+        sb_buf_free(&msg);
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1301,6 +1569,102 @@ static void check_root(struct sb__cfg_check *chk, void *entry)
 fail:
     free(w.state);
     free(w.path);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Privacy: names and regexes are checked here, so that `config check` (and a server that would
+ * otherwise start) names the line of a pattern that does not compile.
+ * ------------------------------------------------------------------------------------------- */
+static void check_privacy_pattern(struct sb__cfg_check *chk, void *entry)
+{
+    const struct sb_privacy_pattern_config *pc = entry;
+    if (pc->name != NULL) {
+        size_t n = strlen(pc->name);
+        bool ok = n > 0 && n <= SB_PRIVACY_NAME_MAX &&
+                  ((pc->name[0] >= 'a' && pc->name[0] <= 'z') ||
+                   (pc->name[0] >= 'A' && pc->name[0] <= 'Z'));
+        for (size_t i = 0; i < n && ok; i++) {
+            char c = pc->name[i];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_';
+        }
+        size_t nb = 0;
+        const char *const *builtin = sb_privacy_detector_names(&nb);
+        bool taken = strcasecmp(pc->name, "term") == 0;
+        for (size_t i = 0; i < nb && !taken; i++)
+            taken = strcasecmp(pc->name, builtin[i]) == 0;
+        if (!ok)
+            check_report(chk, "name",
+                         "expected letters, digits and '_', starting with a letter, at most %d "
+                         "bytes (it becomes the placeholder tag), got \"%s\"",
+                         SB_PRIVACY_NAME_MAX, pc->name);
+        else if (taken)
+            check_report(chk, "name", "\"%s\" is a built-in kind; expected another name", pc->name);
+    }
+    if (pc->regex != NULL) {
+        char why[512];
+        int rc = sb_privacy_check_pattern(pc->regex, why, sizeof why);
+        if (rc == SB_ENOMEM)
+            chk->ps->oom = true;
+        else if (rc != 0)
+            check_report(chk, "regex",
+                         "the pattern does not compile: %s; expected a Vectorscan regex (PCRE "
+                         "without back-references or look-around, not matching empty text)",
+                         why);
+    }
+}
+
+static void check_privacy(struct sb__cfg_check *chk, void *entry)
+{
+    const struct sb_privacy_config *pc = entry;
+    char why[256];
+    if (sb_privacy_check_detectors((const char *const *)pc->detectors, pc->n_detectors, why,
+                                   sizeof why) != 0) {
+        size_t nb = 0;
+        const char *const *builtin = sb_privacy_detector_names(&nb);
+        struct sb_buf msg;
+        sb_buf_init(&msg, 4096);
+        sb_buf_append_c(&msg, why);
+        for (size_t i = 0; i < pc->n_detectors; i++) {
+            const char *d = pc->detectors[i];
+            const char *hint = d != NULL ? closest(d, builtin, nb) : NULL;
+            if (d != NULL && sb_privacy_detector_find(d) < 0 && hint != NULL) {
+                sb_buf_printf(&msg, "; did you mean \"%s\"?", hint);
+                break;
+            }
+        }
+        sb_buf_append_c(&msg, "; expected [none] or some of ");
+        for (size_t i = 0; i < nb; i++)
+            sb_buf_printf(&msg, "%s%s", i > 0 ? ", " : "", builtin[i]);
+        check_report(chk, "detectors", "%s", msg.p != NULL ? msg.p : why);
+        sb_buf_free(&msg);
+    }
+    for (size_t i = 0; i < pc->n_custom_terms; i++)
+        if (pc->custom_terms[i] != NULL &&
+            (pc->custom_terms[i][0] == '\0' || strlen(pc->custom_terms[i]) > 256))
+            check_report(chk, "custom_terms", "custom_terms[%zu]: expected 1 to 256 bytes", i);
+    if (pc->n_custom_terms > SB_PRIVACY_MAX_TERMS)
+        check_report(chk, "custom_terms", "%zu terms; expected at most %d", pc->n_custom_terms,
+                     SB_PRIVACY_MAX_TERMS);
+    if (pc->n_custom_patterns > SB_PRIVACY_MAX_PATTERNS)
+        check_report(chk, "custom_patterns", "%zu patterns; expected at most %d",
+                     pc->n_custom_patterns, SB_PRIVACY_MAX_PATTERNS);
+    /* Names that differ only in case would share a placeholder tag (exact repeats were
+     * reported already). */
+    for (size_t i = 0; i < pc->n_custom_patterns; i++) {
+        const char *a = pc->custom_patterns[i].name;
+        for (size_t j = 0; j < i && a != NULL; j++) {
+            const char *b = pc->custom_patterns[j].name;
+            if (b != NULL && strcmp(a, b) != 0 && strcasecmp(a, b) == 0) {
+                check_report(chk, "custom_patterns",
+                             "custom_patterns[%zu] (line %d): \"%s\" and \"%s\" (line %d) make "
+                             "the same placeholder tag; expected names that differ in more than "
+                             "case",
+                             i, pc->custom_patterns[i].line, a, b, pc->custom_patterns[j].line);
+                break;
+            }
+        }
+    }
 }
 
 /* ---------------------------------------------------------------------------------------------

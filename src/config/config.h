@@ -22,7 +22,12 @@ struct sb_model_config {
     int32_t n_batch;     /* prompt tokens per decode step; default 512 */
     int32_t gpu_layers;  /* layers offloaded to a GPU; default 0 */
     char *chat_template; /* NULL = the GGUF's own; else a Jinja template text that overrides it */
-    bool embeddings;     /* the model serves /v1/embeddings */
+    bool embeddings;     /* the model serves /v1/embeddings (and only embeddings) */
+    /* Local models' lifecycle (backend/local.c). */
+    char *load;         /* "startup" (default: loaded before serving) | "lazy" (on first request) */
+    int32_t keep_alive; /* seconds a loaded model stays after its last request; -1 = forever, 0 =
+                           unloaded as soon as it is idle; default -1 */
+    int32_t queue_size; /* key `queue`: requests waiting for a slot; more get 429; default 128 */
 
     /* Remote backends (openai, anthropic, bedrock, ollama). Secrets are never logged or printed. */
     char *base_url;       /* e.g. https://api.openai.com/v1; NULL = the kind's default */
@@ -63,6 +68,58 @@ struct sb_ledger_config {
     bool content_logging;       /* record prompt and completion text; default false */
 };
 
+/* One custom PII pattern (section `privacy.custom_patterns[]`). */
+struct sb_privacy_pattern_config {
+    char *name;  /* letters, digits, '_', starting with a letter, <= 32 bytes; the placeholder tag
+                    is its upper case: name customer_id gives <CUSTOMER_ID_1> */
+    char *regex; /* Vectorscan syntax (PCRE without back-references or look-around) */
+    int line;    /* where the entry starts in the file (1-based), for messages */
+    int column;  /* and its column (1-based) */
+};
+
+/* PII detection (section `privacy:`); compiled by sb_privacy_new. */
+struct sb_privacy_config {
+    char **custom_terms; /* literal words found case-insensitively (project code names, ...) */
+    size_t n_custom_terms;
+    struct sb_privacy_pattern_config *custom_patterns; /* regexes, each its own kind */
+    size_t n_custom_patterns;
+    char **detectors; /* the built-in detectors turned on, by name; empty = all of them, and
+                         the single name "none" = none of them (custom terms and patterns only) */
+    size_t n_detectors;
+};
+
+/* What every local model shares (section `local:`). */
+struct sb_local_config {
+    int32_t max_loaded; /* local models loaded at once, least recently used unloaded first; 0 = no
+                           limit */
+};
+
+/* A price override (section `pricing[]`): USD per million tokens, as decimal text (at most six
+ * decimal places), converted exactly with sb_config_parse_micros. */
+struct sb_price_config {
+    char *model;                 /* a model id, or globs ('*') separated by '|'; required */
+    char *input_per_mtok;        /* uncached input tokens; required */
+    char *cached_input_per_mtok; /* input read from a provider cache; NULL = the input price */
+    char *cache_write_per_mtok;  /* input written to a provider cache; NULL = the input price */
+    char *output_per_mtok;       /* completion tokens; required */
+    int line;                    /* where the entry starts in the file (1-based), for messages */
+    int column;                  /* and its column (1-based) */
+};
+
+/* The infra cost model of the local hardware (section `infra:`): decimal text, NULL = not set.
+ * See src/report/infra.h for how the figures combine. */
+struct sb_infra_config {
+    char *hardware_usd;              /* purchase price */
+    char *depreciation_years;        /* written off over; default 3 */
+    char *power_watts;               /* draw while serving */
+    char *electricity_usd_per_kwh;   /* energy price */
+    char *utilization;               /* planned busy share of the time, (0, 1]; default 0.5 */
+    char *engineer_hours_per_month;  /* people's time the hardware takes */
+    char *engineer_usd_per_hour;     /* what that time costs */
+    char *maintenance_usd_per_month; /* hosting, support, spares */
+    char *tokens_per_s;              /* throughput assumed when the ledger measured none */
+};
+
 struct sb_config {
     char *source; /* the file it came from, or "<default>" */
     struct sb_listen_config listen;
@@ -72,6 +129,11 @@ struct sb_config {
     size_t n_model_dirs;
     char *log_level; /* "debug" | "info" | "warn" | "error"; default "info" */
     struct sb_ledger_config ledger;
+    struct sb_price_config *pricing; /* `pricing:` overrides, tried before the bundled prices */
+    size_t n_pricing;
+    struct sb_infra_config infra;
+    struct sb_privacy_config privacy;
+    struct sb_local_config local;
 };
 
 /* Parses YAML text. name is used in error messages ("switchboard.yaml:12:5: ..."). base_dir is
@@ -106,5 +168,10 @@ void sb_config_print_summary(const struct sb_config *cfg, struct sb_buf *out);
 
 /* Frees cfg and everything it owns. NULL is allowed. */
 void sb_config_free(struct sb_config *cfg);
+
+/* Reads a non-negative decimal ("12", "0.15", ".5") exactly as millionths of its unit: "0.15"
+ * gives 150000. Refuses signs, exponents, separators, digits finer than a millionth (unless
+ * zeros) and values above max millionths. Returns 0 or SB_EINVAL (*out untouched). */
+int sb_config_parse_micros(const char *text, int64_t max, int64_t *out);
 
 #endif

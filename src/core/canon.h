@@ -122,6 +122,9 @@ struct sb_request {
     struct sb_str *inputs;
     size_t n_inputs;
     int32_t dimensions; /* 0 = the model's own */
+    /* The codec writes the vectors as base64 of little-endian float32 (OpenAI's encoding_format
+     * "base64"); backends ignore it and always send floats. */
+    bool embed_base64;
 
     struct sb_sampling sampling;
     int64_t max_tokens; /* 0 = until the context is full or the model stops */
@@ -181,6 +184,10 @@ struct sb_event {
             struct sb_str model;   /* the model that serves the request, as the backend names it */
             struct sb_str backend; /* the configured backend (model entry) that serves it */
             int32_t attempts;      /* tries it took, retries and fallbacks included (>= 1) */
+            /* Milliseconds the request waited inside the backend before it began: a local
+             * model's queue and, when the model had to be loaded first, the load. 0 for backends
+             * that do not queue. For the ledger (queue time apart from time to first token). */
+            uint32_t queue_ms;
         } start;
         struct {
             struct sb_str text; /* UTF-8; a delta never splits a code point */

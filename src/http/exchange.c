@@ -1,6 +1,8 @@
 /* One model call from the client's side: the body parsed by the route's codec, the model found,
  * the backend started, and each event it sends rendered by the codec onto the client's connection,
- * streamed or whole, until both the response is handed over and the backend is done. */
+ * streamed or whole, until both the response is handed over and the backend is done; then it is
+ * metered (meter.c) as one ledger row and its metrics. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,13 +22,16 @@ struct sb__exchange {
     struct sb__conn *conn;     /* NULL once detached (handed over, or the client left) */
     const struct sb__route *route;
     struct sb_backend *backend;
-    const char *model;      /* the configured name; owned by the config */
+    const char *model;      /* the configured name (the served one after START); the config's */
     struct sb_arena *arena; /* owned: the body, the parsed request, the renderer */
     struct sb_request req;
     struct sb_call call;
     void *render; /* the codec's renderer state, in the arena */
     struct sb_buf out;
-    struct sb_usage usage;
+    struct sb__meter meter;
+    const struct sb__meter_series *series; /* the served (model, backend)'s, from START */
+    size_t asked, served; /* model indexes; sb__server_n_models() = none */
+    char served_model[128]; /* START's model name, cut to fit */
     enum x_state state;
     int status;       /* what the client was told; 499 when it left first (nginx's convention) */
     const char *note; /* static; for the log line */
@@ -36,7 +41,6 @@ struct sb__exchange {
     bool started;      /* the backend accepted the call: on_done is owed */
     bool backend_done;
     bool cancel_sent;
-    bool have_usage;
     char id[40];
 };
 
@@ -61,15 +65,23 @@ static void exchange_free(struct sb__exchange *x)
     free(x);
 }
 
-/* Both sides are finished: log the request, unlink and free it. */
+/* The request is over: its ledger row and metrics. */
+static void exchange_meter(struct sb__exchange *x)
+{
+    x->meter.status = x->status;
+    sb__meter_record(x->loop->server, &x->meter, x->asked, x->served);
+}
+
+/* Both sides are finished: meter and log the request, unlink and free it. */
 static void exchange_finish(struct sb__exchange *x)
 {
     struct sb__loop *loop = x->loop;
 
     if (x->status == 499)
         x->note = "(the client closed the connection)";
+    exchange_meter(x);
     sb__log_request(x->id, x->method, x->route->path, x->status, x->model, x->t0,
-                    x->have_usage ? &x->usage : NULL, x->req.stream, x->note);
+                    x->meter.have_usage ? &x->meter.usage : NULL, x->req.stream, x->note);
     if (x->prev != NULL)
         x->prev->next = x->next;
     else
@@ -103,6 +115,8 @@ static void exchange_detach(struct sb__exchange *x)
 
 static void exchange_handed_over(struct sb__exchange *x)
 {
+    if (x->meter.t_end == 0)
+        x->meter.t_end = sb_now_ns();
     x->state = X_ENDED;
     x->ev = NULL;
     x->conn = NULL;
@@ -119,6 +133,18 @@ static void exchange_lost(struct sb__exchange *x)
 /* ---------------------------------------------------------------------------------------------
  * Answering
  * ------------------------------------------------------------------------------------------- */
+/* x-switchboard-attempts beside x-switchboard-backend, once START has said how many tries it
+ * took. Before the response's first send, while x->ev is ours. */
+static void add_attempts_header(struct sb__exchange *x)
+{
+    char n[16];
+
+    if (!x->meter.have_start || x->ev == NULL)
+        return;
+    snprintf(n, sizeof(n), "%d", (int)SB_MAX(x->meter.attempts, 1));
+    evhttp_add_header(evhttp_request_get_output_headers(x->ev), "x-switchboard-attempts", n);
+}
+
 /* A whole error response in the route's codec shape; hands the request over. */
 static void send_error(struct sb__exchange *x, const struct sb_api_error *err)
 {
@@ -129,6 +155,7 @@ static void send_error(struct sb__exchange *x, const struct sb_api_error *err)
     if (x->route->codec->write_error(err, &body) != 0)
         sb_buf_reset(&body);
     x->status = err->http_status >= 400 && err->http_status <= 599 ? err->http_status : 500;
+    add_attempts_header(x);
     exchange_detach(x);
     if (!sb__send_reply(x->loop, conn, x->ev, x->status, json_type, sb_buf_view(&body), x->id,
                         x->model))
@@ -166,6 +193,7 @@ static void fail_response(struct sb__exchange *x, int code, int http_status, con
     struct sb_api_error err;
     struct sb_event ev = {.type = SB_EV_ERROR};
 
+    sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, code, http_status);
     if (x->state == X_STREAMING) {
         end_stream_with_error(x, code, http_status, message);
     } else if (x->state == X_WAITING) {
@@ -177,7 +205,9 @@ static void fail_response(struct sb__exchange *x, int code, int http_status, con
     }
 }
 
-static void on_stream_event(struct sb__exchange *x, const struct sb_event *ev)
+/* Each of these handles one event and returns true when the call must be cancelled, which the
+ * caller does last (a cancel may free x). */
+static bool on_stream_event(struct sb__exchange *x, const struct sb_event *ev)
 {
     const struct sb_codec *codec = x->route->codec;
     bool last = ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR;
@@ -189,13 +219,13 @@ static void on_stream_event(struct sb__exchange *x, const struct sb_event *ev)
         if (ev->type == SB_EV_ERROR) {
             sb_api_error_from_event(ev, &err);
             send_error(x, &err);
-            return;
+            return false;
         }
+        add_attempts_header(x);
         if (!sb__send_stream_start(x->loop, conn, x->ev, codec->stream_content_type, x->id,
                                    x->model)) {
             exchange_lost(x);
-            exchange_cancel(x);
-            return;
+            return true;
         }
         x->state = X_STREAMING;
         x->status = 200;
@@ -204,14 +234,13 @@ static void on_stream_event(struct sb__exchange *x, const struct sb_event *ev)
     if (codec->render_event(x->render, ev, &x->out) != 0) {
         sb_log(SB_LOG_ERROR, x->id, "rendering a %s event failed; ending the stream",
                sb_event_type_name(ev->type));
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, SB_ENOMEM, 500);
         end_stream_with_error(x, SB_ENOMEM, 500, "The server could not render the response.");
-        exchange_cancel(x);
-        return;
+        return true;
     }
     if (!sb__send_stream_chunk(conn, x->ev, sb_buf_view(&x->out))) {
         exchange_lost(x);
-        exchange_cancel(x);
-        return;
+        return true;
     }
     if (last) {
         if (ev->type == SB_EV_ERROR)
@@ -220,9 +249,10 @@ static void on_stream_event(struct sb__exchange *x, const struct sb_event *ev)
         sb__send_stream_end(conn, x->ev);
         exchange_handed_over(x);
     }
+    return false;
 }
 
-static void on_whole_event(struct sb__exchange *x, const struct sb_event *ev)
+static bool on_whole_event(struct sb__exchange *x, const struct sb_event *ev)
 {
     const struct sb_codec *codec = x->route->codec;
     struct sb__conn *conn = x->conn;
@@ -233,54 +263,80 @@ static void on_whole_event(struct sb__exchange *x, const struct sb_event *ev)
     if (ev->type == SB_EV_ERROR) {
         sb_api_error_from_event(ev, &err);
         send_error(x, &err);
-        return;
+        return false;
     }
     if (codec->render_event(x->render, ev, &x->out) != 0) {
         sb_log(SB_LOG_ERROR, x->id, "rendering a %s event failed", sb_event_type_name(ev->type));
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, SB_ENOMEM, 500);
         sb_api_fail(&err, 500, "server_error", NULL, NULL,
                     "The server could not build the response (it may be too large).");
         send_error(x, &err);
-        exchange_cancel(x);
-        return;
+        return true;
     }
     if (ev->type != SB_EV_FINISH)
-        return;
+        return false;
     len = x->out.len;
     body = sb_buf_steal(&x->out);
     if (body == NULL) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, SB_ENOMEM, 500);
         sb_api_fail(&err, 500, "server_error", NULL, NULL, "The server ran out of memory.");
         send_error(x, &err);
-        return;
+        return false;
     }
     x->status = 200;
+    add_attempts_header(x);
     exchange_detach(x);
     if (!sb__send_reply_owned(x->loop, conn, x->ev, 200, json_type, body, len, x->id, x->model))
         x->status = 499;
     exchange_handed_over(x);
+    return false;
 }
 
 /* ---------------------------------------------------------------------------------------------
  * Backend callbacks (loop thread)
  * ------------------------------------------------------------------------------------------- */
+/* START: which configured model serves (after a fallback, another than the one asked, which the
+ * header, the log and the metrics then name), and the metric handles for the pair. */
+static void note_start(struct sb__exchange *x, const struct sb_event *ev)
+{
+    struct sb_server *s = x->loop->server;
+    size_t i = ev->start.backend.len != 0 ? sb__server_model_index(s, ev->start.backend)
+                                          : sb__server_n_models(s);
+    size_t n = SB_MIN(ev->start.model.len, sizeof(x->served_model) - 1);
+
+    x->served = i < sb__server_n_models(s) ? i : x->asked;
+    if (x->served < sb__server_n_models(s))
+        x->model = s->cfg->models[x->served].name;
+    x->meter.backend = x->model;
+    if (n != 0) {
+        memcpy(x->served_model, ev->start.model.p, n);
+        x->served_model[n] = '\0';
+        x->meter.served_model = x->served_model;
+    }
+    x->series = sb__meter_series(s, x->asked, x->served);
+}
+
 static void on_event(struct sb_call *call, const struct sb_event *ev)
 {
     struct sb__exchange *x = call->ud;
-    const char *served_by = NULL;
+    uint64_t now = sb_now_ns();
+    uint64_t gap = 0;
+    bool cancel = false;
 
-    /* After a fallback another configured model serves: the header and the log name it. */
-    if (ev->type == SB_EV_START && ev->start.backend.len != 0 &&
-        sb__server_find_backend(x->loop->server, ev->start.backend, &served_by) != NULL)
-        x->model = served_by;
-    if (ev->type == SB_EV_USAGE) {
-        x->usage = ev->usage;
-        x->have_usage = true;
-    }
+    if (ev->type == SB_EV_START)
+        note_start(x, ev);
+    /* Inter-token latency is what a streaming client sees between pieces. */
+    if (sb__meter_event(&x->meter, ev, now, &gap) && x->req.stream && x->series != NULL)
+        sb_metrics_observe(x->series->inter_token, (double)gap / 1e9);
     if (x->state == X_ENDED)
         return; /* the client left or was answered; the cancel is on its way */
     if (x->req.stream)
-        on_stream_event(x, ev);
+        cancel = on_stream_event(x, ev);
     else
-        on_whole_event(x, ev);
+        cancel = on_whole_event(x, ev);
+    x->meter.handling_ns += sb_now_ns() - now;
+    if (cancel)
+        exchange_cancel(x);
 }
 
 static void on_done(struct sb_call *call)
@@ -292,6 +348,7 @@ static void on_done(struct sb_call *call)
         /* The stream ended without FINISH or ERROR: a backend bug, but the client must not hang. */
         sb_log(SB_LOG_ERROR, x->id, "the backend of model %s ended the call without finishing it",
                x->model);
+        sb__meter_fail(&x->meter, SB__ORIGIN_BACKEND, SB_EBACKEND, 502);
         fail_response(x, SB_EBACKEND, 502, "The model backend ended the response unexpectedly.");
     }
     exchange_finish(x);
@@ -333,7 +390,8 @@ static void start_failed(struct sb_api_error *err, int rc)
     sb_api_error_from_event(&ev, err);
 }
 
-/* Parses, resolves and starts; fills err and returns a negative code on failure. */
+/* Parses, resolves and starts; fills err (and notes the failure in the meter) and returns a
+ * negative code on failure. */
 static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
                           struct sb_api_error *err)
 {
@@ -347,37 +405,50 @@ static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
     /* The body is copied so that the parsed request outlives libevent's request, which is freed
      * when the client leaves while the backend may still read the request. */
     body = sb_arena_alloc(x->arena, len + 1);
-    if (body == NULL || evbuffer_copyout(in, body, len) != (ev_ssize_t)len)
+    if (body == NULL || evbuffer_copyout(in, body, len) != (ev_ssize_t)len) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, SB_ENOMEM, 413);
         return sb_api_fail(err, 413, "invalid_request_error", "request_too_large", NULL,
                            "The request body could not be held in memory.");
+    }
     /* In case a parse fails without saying why. */
     sb_api_fail(err, 400, "invalid_request_error", NULL, NULL, "The request body is invalid.");
     rc = codec->parse(x->route->kind, x->arena, (struct sb_str){body, len}, &x->req, err);
-    if (rc != 0)
+    if (rc != 0) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, err->http_status);
         return rc;
+    }
     memcpy(x->req.id, x->id, sizeof(x->req.id));
+    x->meter.model = x->req.model;
+    x->meter.streamed = x->req.stream;
+    x->asked = sb__server_model_index(s, x->req.model);
     x->backend = sb__server_find_backend(s, x->req.model, &x->model);
     if (x->backend == NULL) {
-        sb__server_model_not_found(s, x->req.model, err);
+        sb__server_model_not_found(s, codec->api, x->req.model, err);
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, SB_ENOTFOUND, err->http_status);
         return SB_ENOTFOUND;
     }
     x->render = sb_arena_alloc(x->arena, codec->render_size ? codec->render_size : 1);
     rc = x->render != NULL ? codec->render_init(x->render, &x->req) : SB_ENOMEM;
     x->render_ready = x->render != NULL;
-    if (rc != 0)
+    if (rc != 0) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 500);
         return sb_api_fail(err, 500, "server_error", NULL, NULL,
                            "The server could not prepare the response: %s.", sb_strerror(rc));
+    }
     x->call.req = &x->req;
     x->call.base = x->loop->base;
     x->call.upstream = x->loop->upstream;
     x->call.on_event = on_event;
     x->call.on_done = on_done;
     x->call.ud = x;
+    x->meter.tried = x->model;
     rc = sb_backend_start(x->backend, &x->call);
     if (rc != 0) {
         start_failed(err, rc);
+        sb__meter_fail(&x->meter, SB__ORIGIN_BACKEND, rc, err->http_status);
         return rc;
     }
+    x->meter.t_started = sb_now_ns();
     x->started = true;
     return 0;
 }
@@ -403,8 +474,15 @@ void sb__exchange_start(struct sb__req *r)
     x->t0 = r->t0;
     memcpy(x->id, r->id, sizeof(x->id));
     sb_buf_init(&x->out, SB__MAX_RESPONSE_BYTES);
+    x->asked = x->served = sb__server_n_models(s);
+    x->meter.request_id = x->id;
+    x->meter.api = x->route->codec->api;
+    x->meter.t0 = r->t0;
     if (exchange_begin(x, r->ev, &err) != 0) {
         sb__reply_error(r, &err, x->model);
+        x->meter.t_end = sb_now_ns();
+        x->status = err.http_status >= 400 && err.http_status <= 599 ? err.http_status : 500;
+        exchange_meter(x);
         exchange_free(x);
         return;
     }

@@ -7,12 +7,22 @@
 #include "config/config.h"
 
 struct sb_server;
+struct sb_ledger;  /* ledger/ledger.h */
+struct sb_pricing; /* report/pricing.h */
 
 /* Binds the listener from cfg->listen. backends[i] serves cfg->models[i]; both arrays are
  * borrowed and must outlive the server. Returns 0 and *out, or a negative code with a message in
  * err (e.g. the address is in use). */
 int sb_server_new(const struct sb_config *cfg, struct sb_backend **backends, size_t n_backends,
                   struct sb_server **out, char *err, size_t err_size);
+/* Every model request (success, error or cancelled) is recorded as one row in ledger (borrowed:
+ * it must stay open until sb_server_run has returned; close it after that, which flushes what the
+ * stopping server recorded). NULL, the default, records nothing. Call before sb_server_run. */
+void sb_server_set_ledger(struct sb_server *s, struct sb_ledger *ledger);
+/* The prices that the ledger's cost and switchboard_cost_microusd_total come from (borrowed: it
+ * must outlive the server). NULL, the default, uses the bundled table alone (sb_price_lookup);
+ * local models are never priced here. Call before sb_server_run. */
+void sb_server_set_pricing(struct sb_server *s, const struct sb_pricing *pricing);
 /* The port actually bound (useful when the config asked for port 0). */
 int sb_server_port(const struct sb_server *s);
 /* Runs the loop until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish

@@ -1,6 +1,6 @@
 /* The HTTP module's private vocabulary: the server, loop, connection and exchange structures that
- * server.c, respond.c, routes.c and exchange.c share, and the route table. Nothing outside
- * src/http (and its tests) includes this. */
+ * server.c, respond.c, routes.c, exchange.c and meter.c share, the route table and the metering of
+ * model requests. Nothing outside src/http (and its tests) includes this. */
 #ifndef SB_HTTP_INTERNAL_H
 #define SB_HTTP_INTERNAL_H
 
@@ -8,9 +8,12 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <stdatomic.h>
 
 #include "api/api.h"
 #include "http/http.h"
+#include "ledger/ledger.h"
+#include "metrics/metrics.h"
 #include "upstream/upstream.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -36,11 +39,16 @@
 #define SB__MAX_RESPONSE_BYTES ((size_t)64 << 20)
 /* A small JSON reply (health, errors, token lists) is built in memory up to this. */
 #define SB__MAX_SMALL_REPLY_BYTES ((size_t)16 << 20)
+/* GET /metrics: every series of every metric; far above what bounded label sets produce. */
+#define SB__MAX_METRICS_BYTES ((size_t)64 << 20)
+/* The longest request path remembered per connection for the shape of a parser error. */
+#define SB__MAX_SNIFFED_PATH 128
 
 struct sb__loop;
 struct sb__conn;
 struct sb__exchange;
 struct sb__route;
+struct sb__meter_series;
 
 /* ---------------------------------------------------------------------------------------------
  * Server and loops
@@ -78,17 +86,30 @@ struct sb_server {
     struct event *sigterm_ev;
     struct event *phase_timer; /* the grace period, then the wait for cancelled calls */
     int port;
+    struct sb_ledger *ledger;         /* borrowed (sb_server_set_ledger); NULL = no ledger */
+    const struct sb_pricing *pricing; /* borrowed (sb_server_set_pricing); NULL = bundled table */
+    /* Metric handles per (model asked, backend that served), made on first use: index
+     * asked * n_meter_side + served, where n_meter_side - 1 stands for "none" (an unknown model,
+     * no backend reached). Owned, with what each entry points to. */
+    _Atomic(struct sb__meter_series *) *meter_series;
+    size_t n_meter_side;
+    struct sb_metric_series *m_overhead; /* switchboard_gateway_overhead_seconds */
 };
 
 /* Stops the loop if the server is stopping and nothing is left in flight. Loop thread. */
 void sb__loop_check_drained(struct sb__loop *loop);
 
+/* The models the server serves: min(n_backends, cfg->n_models). */
+size_t sb__server_n_models(const struct sb_server *s);
 /* The backend serving the model named name, or NULL. *cfg_name gets the configured name (owned by
  * the config) when found. */
 struct sb_backend *sb__server_find_backend(const struct sb_server *s, struct sb_str name,
                                            const char **cfg_name);
-/* Fills err with a 404 model_not_found that lists the models that exist. */
-void sb__server_model_not_found(const struct sb_server *s, struct sb_str name,
+/* The index of the model named name among the configured ones, or sb__server_n_models(s). */
+size_t sb__server_model_index(const struct sb_server *s, struct sb_str name);
+/* Fills err with a 404 model_not_found: for API api's clients, in its words (Ollama's "model 'x'
+ * not found"; otherwise a message that lists the models that exist). */
+void sb__server_model_not_found(const struct sb_server *s, enum sb_api api, struct sb_str name,
                                 struct sb_api_error *err);
 
 /* ---------------------------------------------------------------------------------------------
@@ -111,6 +132,11 @@ struct sb__conn {
     bool busy;        /* a request arrived and its response is not fully written yet */
     bool watching;    /* reading only to notice the client leaving (sb__conn_watch) */
     bool fix_pending; /* libevent wrote an error page that the kick will rewrite */
+    struct evbuffer_cb_entry *in_cb; /* our watch on the input buffer, for path */
+    /* The path of the latest request line seen at the head of the input, so that an error page
+     * libevent writes for that request (413, bad headers) gets the path's API error shape; "" when
+     * none was seen. See conn_input_changed. */
+    char path[SB__MAX_SNIFFED_PATH];
 };
 
 /* Frees a connection that libevent closed while one of our sends was running on it. */
@@ -161,7 +187,11 @@ void sb__send_stream_end(struct sb__conn *conn, struct evhttp_request *ev);
 
 /* Answers r with a JSON body and logs the request. model may be NULL. */
 void sb__reply(struct sb__req *r, int status, struct sb_str json, const char *model);
-/* Answers r with err in the codec's error shape (the route's, else OpenAI's) and logs it. */
+/* The same with another content type (static or outliving the call). */
+void sb__reply_typed(struct sb__req *r, int status, const char *content_type, struct sb_str body,
+                     const char *model);
+/* Answers r with err in the error shape of the API r's path belongs to (sb__codec_for_path) and
+ * logs it. */
 void sb__reply_error(struct sb__req *r, const struct sb_api_error *err, const char *model);
 
 /* One INFO line per request, at its end: id, method, path, status, model, duration and tokens.
@@ -179,11 +209,18 @@ void sb__sanitize_path(const char *path, char *out, size_t cap);
 /* libevent answers a few requests itself before they reach us (a body over the limit, a
  * malformed request line, headers too large, an unknown method), with an HTML page. These turn
  * such a page into our JSON error: the status of the page that starts at head (at least 12 bytes:
- * "HTTP/1.1 413"), or 0 if it is not an error page; and the complete response to send instead,
- * with Connection: close since libevent closes the connection after it. */
+ * "HTTP/1.1 413"), or 0 if it is not an error page; and the complete response to send instead, in
+ * codec's error shape (the request's path's API), with Connection: close since libevent closes the
+ * connection after it. */
 int sb__parser_error_status(struct sb_str head);
 int sb__parser_error_response(int status, char http_minor, size_t max_body, const char *req_id,
-                              struct sb_buf *out);
+                              const struct sb_codec *codec, struct sb_buf *out);
+
+/* The path of the request line at the start of head ("POST /v1/messages?x HTTP/1.1..." gives
+ * "/v1/messages"), copied NUL-terminated into out (cap bytes; a longer path is cut to cap - 1);
+ * false, with out untouched, when head does not start with a method, a space and a path ended by
+ * a space, '?' or '#' (or at least cap - 1 bytes of one). */
+bool sb__sniff_request_path(struct sb_str head, char *out, size_t cap);
 
 /* ---------------------------------------------------------------------------------------------
  * Routes (routes.c): the table is data; the request callback looks a request up in it.
@@ -224,6 +261,11 @@ unsigned sb__methods_all(void);
 /* Answers a request whose path is unknown (404) or whose method the path does not take (405). */
 void sb__reply_no_route(struct sb__req *r, enum sb__route_match m, unsigned allowed);
 
+/* The codec whose error shape a client of path expects: the first route with that exact path;
+ * else the API whose prefix the path has (/api/ is Ollama's, /v1/messages Anthropic's); else
+ * OpenAI's. path may be NULL (OpenAI's). Static. */
+const struct sb_codec *sb__codec_for_path(const char *path);
+
 /* ---------------------------------------------------------------------------------------------
  * Exchanges (exchange.c): one model call, from the parsed body to the last byte sent.
  * ------------------------------------------------------------------------------------------- */
@@ -239,5 +281,103 @@ void sb__exchange_client_gone(struct sb__exchange *x);
 void sb__exchange_abort(struct sb__exchange *x);
 /* Every exchange on the loop's list is linked through this. */
 struct sb__exchange *sb__exchange_next(const struct sb__exchange *x);
+
+/* ---------------------------------------------------------------------------------------------
+ * Metering (meter.c): what one model request is recorded as, in the ledger and the metrics, when
+ * it ends. The exchange fills a meter as the request goes; the functions that turn it into a row,
+ * an error class and a cost are pure, so that they are tested without a server.
+ * ------------------------------------------------------------------------------------------- */
+/* Where a failure came from, for its error class. */
+enum sb__origin {
+    SB__ORIGIN_NONE,    /* no failure */
+    SB__ORIGIN_GATEWAY, /* refused or failed here: the body, the model name, rendering, shutdown */
+    SB__ORIGIN_BACKEND, /* an ERROR event or a start() failure of the backend (or its chain) */
+};
+
+/* The ledger's error class of a request: "" for a success (no failure and a status below 400),
+ * else a short static name chosen by the table in meter.c from the status sent (499: the client
+ * closed), the failure's origin, its SB_E* code and the status the failure asked for. Static. */
+const char *sb__error_class(int status, enum sb__origin origin, int code, int fail_status);
+
+/* One model request as it is metered. Times are sb_now_ns() values; 0 = not reached. */
+struct sb__meter {
+    /* Who and what. The pointers are borrowed from the exchange and the config. */
+    const char *request_id;
+    enum sb_api api;
+    struct sb_str model;  /* the alias asked for, as sent (may name no model); empty if unparsed */
+    const char *backend;  /* the configured model that served (START's backend), or NULL */
+    const char *tried;    /* the configured model whose backend was started, or NULL */
+    const char *served_model; /* START's model (as the provider names it), or NULL */
+    bool streamed;
+    int status;           /* the HTTP status sent to the client (499: the client left first) */
+    /* When. */
+    uint64_t t0;          /* the request had arrived */
+    uint64_t t_started;   /* the backend's start() returned */
+    uint64_t t_first;     /* the first output event (TEXT or TOOL_CALL) */
+    uint64_t t_last;      /* the latest output event */
+    uint64_t t_end;       /* the response was handed to the connection (or the client left) */
+    uint64_t handling_ns; /* spent handling the backend's events: rendering and writing */
+    /* What the events said. */
+    bool have_start;
+    int32_t attempts;  /* START's; 0 without a START */
+    uint32_t queue_ms; /* START's */
+    bool have_usage;
+    struct sb_usage usage;
+    /* The first failure noted. */
+    enum sb__origin fail_origin;
+    int fail_code;   /* SB_E* */
+    int fail_status; /* the status the failure asked for */
+};
+
+/* Notes one event seen at now: START's attempts and queue time, the first and latest output
+ * (TEXT, TOOL_CALL), USAGE, and an ERROR as a backend failure. Returns true with *gap_ns set when
+ * ev is an output event after another one: the time between them. */
+bool sb__meter_event(struct sb__meter *m, const struct sb_event *ev, uint64_t now,
+                     uint64_t *gap_ns);
+/* Notes a failure; the first one noted is the one that counts. */
+void sb__meter_fail(struct sb__meter *m, enum sb__origin origin, int code, int fail_status);
+
+/* Completion tokens per second between the first and the last output event: (completion - 1) /
+ * (t_last - t_first), since the first token opens the window; -1 when that is not measurable
+ * (fewer than two tokens, no usage, or every output in one instant, as a non-streamed cloud reply
+ * arrives). */
+double sb__meter_tokens_per_s(const struct sb__meter *m);
+
+/* Fills row from m (a meter holds no prompt or completion text, so neither can reach the row).
+ * ts_ms is the arrival in Unix milliseconds; latency runs to t_end (to now_ns when t_end is 0);
+ * cost_microusd as sb__meter_cost gave it. */
+void sb__meter_row(const struct sb__meter *m, int64_t ts_ms, uint64_t now_ns, int64_t cost_microusd,
+                   struct sb_ledger_row *row);
+
+/* Whether requests to a backend of this config kind ("openai", "local") are priced from the price
+ * table: cloud kinds are; local models ("local", "ollama") are not (reports cost them with the
+ * infra model). */
+bool sb__meter_kind_priced(const char *kind);
+
+/* The cost in micro-dollars of usage (NULL: nothing used) at the price of the first of names[0..n)
+ * (NULL and empty entries skipped) that p prices (sb_price_lookup; p NULL = the bundled table), or
+ * -1 when none is priced or priced is false. */
+int64_t sb__meter_cost(const struct sb_pricing *p, bool priced, const char *const *names, size_t n,
+                       const struct sb_usage *usage);
+
+/* The handles of the per-(model, backend) metrics. */
+struct sb__meter_series {
+    struct sb_metric_series *duration, *ttft, *inter_token, *tokens_per_s, *cost;
+    struct sb_metric_series *tokens_prompt, *tokens_cached, *tokens_completion;
+};
+
+/* The handles for the model at index asked and the backend at index served (each
+ * sb__server_n_models(s) or more for none), made on first use and kept for the server's life.
+ * Never NULL (out of memory gives a per-thread set resolved on the spot). Thread-safe. */
+const struct sb__meter_series *sb__meter_series(struct sb_server *s, size_t asked, size_t served);
+/* Makes the server's (empty) table of handles; 0 or SB_ENOMEM. */
+int sb__meter_init(struct sb_server *s);
+/* Frees it. */
+void sb__meter_deinit(struct sb_server *s);
+
+/* The request is over: prices it, records its row in the server's ledger and updates the metrics
+ * (requests, duration, TTFT, tokens, tokens/s, cost and the gateway overhead). asked and served
+ * are model indexes as for sb__meter_series. Loop thread. */
+void sb__meter_record(struct sb_server *s, const struct sb__meter *m, size_t asked, size_t served);
 
 #endif

@@ -99,6 +99,14 @@ static bool send_buffer(struct sb__loop *loop, struct sb__conn *conn, struct evh
     if (status == 429)
         evhttp_add_header(h, "Retry-After", "1");
     sb__add_std_headers(loop, ev, req_id, model);
+    /* libevent 2.1 writes a HEAD response's body, without its length: the body would be read as
+     * the next response. The length is the GET's, and no body follows (RFC 9110, 9.3.2). */
+    if (evhttp_request_get_command(ev) == EVHTTP_REQ_HEAD && body != NULL) {
+        char len[32];
+        snprintf(len, sizeof(len), "%zu", evbuffer_get_length(body));
+        evhttp_add_header(h, "Content-Length", len);
+        evbuffer_drain(body, evbuffer_get_length(body));
+    }
     send_enter(conn);
     evhttp_send_reply(ev, status, sb__status_reason(status), body);
     send_leave(conn);
@@ -200,15 +208,21 @@ void sb__send_stream_end(struct sb__conn *conn, struct evhttp_request *ev)
 /* ---------------------------------------------------------------------------------------------
  * Replies from handlers
  * ------------------------------------------------------------------------------------------- */
-void sb__reply(struct sb__req *r, int status, struct sb_str json, const char *model)
+void sb__reply_typed(struct sb__req *r, int status, const char *content_type, struct sb_str body,
+                     const char *model)
 {
     sb__log_request(r->id, r->method, r->path, status, model, r->t0, NULL, false, NULL);
-    sb__send_reply(r->loop, r->conn, r->ev, status, json_type, json, r->id, model);
+    sb__send_reply(r->loop, r->conn, r->ev, status, content_type, body, r->id, model);
+}
+
+void sb__reply(struct sb__req *r, int status, struct sb_str json, const char *model)
+{
+    sb__reply_typed(r, status, json_type, json, model);
 }
 
 void sb__reply_error(struct sb__req *r, const struct sb_api_error *err, const char *model)
 {
-    const struct sb_codec *codec = r->route != NULL ? r->route->codec : &sb_openai_codec;
+    const struct sb_codec *codec = r->route != NULL ? r->route->codec : sb__codec_for_path(r->path);
     struct sb_buf body;
 
     /* A status outside the error range would be a bug upstream; the client still gets an error. */
@@ -299,8 +313,37 @@ int sb__parser_error_status(struct sb_str head)
     return status >= 400 && status <= 599 ? status : 0;
 }
 
+bool sb__sniff_request_path(struct sb_str head, char *out, size_t cap)
+{
+    /* The longest method libevent parses is "CONNECT" / "OPTIONS". */
+    const size_t max_method = 16;
+    size_t i = 0, start, end;
+
+    while (i < head.len && i < max_method && head.p[i] >= 'A' && head.p[i] <= 'Z')
+        i++;
+    if (i == 0 || i >= head.len || head.p[i] != ' ')
+        return false;
+    start = i + 1;
+    if (start >= head.len || head.p[start] != '/')
+        return false;
+    for (end = start; end < head.len; end++) {
+        char ch = head.p[end];
+        if (ch == ' ' || ch == '?' || ch == '#')
+            break;
+        if ((unsigned char)ch < 0x21 || (unsigned char)ch > 0x7e)
+            return false; /* not a request line (or not one we route) */
+    }
+    if (cap == 0 || (end == head.len && end - start < cap - 1))
+        return false; /* the line is still arriving */
+    /* A path too long for out is cut: its prefix still names its API, and no route is that long. */
+    end = SB_MIN(end, start + cap - 1);
+    memcpy(out, head.p + start, end - start);
+    out[end - start] = '\0';
+    return true;
+}
+
 int sb__parser_error_response(int status, char http_minor, size_t max_body, const char *req_id,
-                              struct sb_buf *out)
+                              const struct sb_codec *codec, struct sb_buf *out)
 {
     const struct parser_error *pe = NULL;
     struct sb_api_error err;
@@ -324,7 +367,7 @@ int sb__parser_error_response(int status, char http_minor, size_t max_body, cons
         sb_api_fail(&err, status, status >= 500 ? "server_error" : "invalid_request_error", NULL,
                     NULL, "The HTTP server refused the request.");
     sb_buf_init(&body, 4096);
-    rc = sb_openai_codec.write_error(&err, &body);
+    rc = (codec != NULL ? codec : &sb_openai_codec)->write_error(&err, &body);
     if (rc == 0)
         rc = sb_buf_printf(out,
                            "HTTP/1.%c %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"

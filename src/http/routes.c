@@ -1,5 +1,6 @@
 /* The route table — method, path, codec, request kind, handler, doc — and the handlers that answer
- * at once: health, readiness, the model list and the llama-server-compatible helpers. */
+ * at once: health, readiness, metrics, the model lists, Ollama's informational endpoints and the
+ * llama-server-compatible helpers. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,9 +9,14 @@
 
 static void handle_health(struct sb__req *r);
 static void handle_ready(struct sb__req *r);
+static void handle_metrics(struct sb__req *r);
 static void handle_models(struct sb__req *r);
 static void handle_tokenize(struct sb__req *r);
 static void handle_apply_template(struct sb__req *r);
+static void handle_ollama_root(struct sb__req *r);
+static void handle_ollama_version(struct sb__req *r);
+static void handle_ollama_ps(struct sb__req *r);
+static void handle_ollama_show(struct sb__req *r);
 
 /* ---------------------------------------------------------------------------------------------
  * The table. A path may appear in several entries (one per method set); 405's Allow lists them all.
@@ -20,12 +26,39 @@ const struct sb__route sb__routes[] = {
      "OpenAI chat completions; streamed as server-sent events when the body says \"stream\": true"},
     {EVHTTP_REQ_POST, "/v1/completions", &sb_openai_codec, SB_REQ_COMPLETION, sb__exchange_start,
      "OpenAI text completions (a raw prompt, no chat template)"},
+    {EVHTTP_REQ_POST, "/v1/embeddings", &sb_openai_codec, SB_REQ_EMBED, sb__exchange_start,
+     "OpenAI embeddings: one vector per input (float or base64 encoding_format)"},
     {EVHTTP_REQ_GET, "/v1/models", &sb_openai_codec, SB_REQ_CHAT, handle_models,
-     "the configured models, in OpenAI's list shape"},
+     "the configured models, in OpenAI's list shape, or Anthropic's when the request has an "
+     "anthropic-version or x-api-key header"},
+    /* Anthropic's Messages API. The key may come as x-api-key or Authorization: Bearer, with any
+     * anthropic-version; neither is checked until API keys exist. */
+    {EVHTTP_REQ_POST, "/v1/messages", &sb_anthropic_codec, SB_REQ_CHAT, sb__exchange_start,
+     "Anthropic messages; streamed as server-sent events when the body says \"stream\": true"},
+    /* Ollama's native API. */
+    {EVHTTP_REQ_POST, "/api/chat", &sb_ollama_codec, SB_REQ_CHAT, sb__exchange_start,
+     "Ollama chat; NDJSON lines unless the body says \"stream\": false"},
+    {EVHTTP_REQ_POST, "/api/generate", &sb_ollama_codec, SB_REQ_COMPLETION, sb__exchange_start,
+     "Ollama generate: the prompt through the chat template, or raw with \"raw\": true"},
+    {EVHTTP_REQ_POST, "/api/embed", &sb_ollama_codec, SB_REQ_EMBED, sb__exchange_start,
+     "Ollama embeddings: one vector per input"},
+    {EVHTTP_REQ_GET, "/api/tags", &sb_ollama_codec, SB_REQ_CHAT, handle_models,
+     "the configured models, in Ollama's shape"},
+    {EVHTTP_REQ_POST, "/api/show", &sb_ollama_codec, SB_REQ_CHAT, handle_ollama_show,
+     "Ollama: what is known of one model (details, model_info, capabilities)"},
+    {EVHTTP_REQ_GET, "/api/ps", &sb_ollama_codec, SB_REQ_CHAT, handle_ollama_ps,
+     "Ollama: the models that can serve now, with size and context"},
+    {EVHTTP_REQ_GET, "/api/version", &sb_ollama_codec, SB_REQ_CHAT, handle_ollama_version,
+     "Ollama: the version of the Ollama API these endpoints match"},
+    /* Ollama's CLI checks the server with HEAD / before every command. */
+    {EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/", &sb_ollama_codec, SB_REQ_CHAT, handle_ollama_root,
+     "200 \"Ollama is running\", as Ollama answers, for clients that check it"},
     {EVHTTP_REQ_GET, "/health", &sb_openai_codec, SB_REQ_CHAT, handle_health,
      "liveness: 200 {\"status\":\"ok\"} while the process serves"},
     {EVHTTP_REQ_GET, "/ready", &sb_openai_codec, SB_REQ_CHAT, handle_ready,
      "readiness: 200 when every model is loaded, else 503 naming those that are not"},
+    {EVHTTP_REQ_GET, "/metrics", &sb_openai_codec, SB_REQ_CHAT, handle_metrics,
+     "Prometheus text exposition of every metric (docs/metrics.md)"},
     {EVHTTP_REQ_POST, "/tokenize", &sb_openai_codec, SB_REQ_CHAT, handle_tokenize,
      "llama-server compatible: {\"model\",\"content\",\"add_special\"} -> {\"tokens\":[...]}"},
     {EVHTTP_REQ_POST, "/apply-template", &sb_openai_codec, SB_REQ_CHAT, handle_apply_template,
@@ -99,8 +132,43 @@ enum sb__route_match sb__route_find(const struct sb__route *table, size_t n, con
     return *allowed != 0 ? SB__ROUTE_NO_METHOD : SB__ROUTE_NO_PATH;
 }
 
+/* Paths that belong to an API without being routes, for the shape of their 404. */
+struct api_prefix {
+    const char *prefix;
+    const struct sb_codec *codec;
+};
+
+static const struct api_prefix api_prefixes[] = {
+    {"/api/", &sb_ollama_codec},           /* Ollama's endpoints we do not serve (pull, ...) */
+    {"/v1/messages/", &sb_anthropic_codec}, /* count_tokens, batches */
+};
+
+const struct sb_codec *sb__codec_for_path(const char *path)
+{
+    if (path == NULL)
+        return &sb_openai_codec;
+    for (size_t i = 0; i < sb__n_routes; i++) {
+        if (strcmp(sb__routes[i].path, path) == 0)
+            return sb__routes[i].codec;
+    }
+    for (size_t i = 0; i < SB_ARRAY_LEN(api_prefixes); i++) {
+        if (strncmp(path, api_prefixes[i].prefix, strlen(api_prefixes[i].prefix)) == 0)
+            return api_prefixes[i].codec;
+    }
+    return &sb_openai_codec;
+}
+
+/* What a 404 suggests, per API. */
+static const char *const route_hints[] = {
+    [SB_API_OPENAI] = "The API is under /v1 (POST /v1/chat/completions, GET /v1/models).",
+    [SB_API_ANTHROPIC] = "Anthropic's API here is POST /v1/messages and GET /v1/models.",
+    [SB_API_OLLAMA] = "Ollama's API here is POST /api/chat, /api/generate, /api/embed, /api/show "
+                      "and GET /api/tags, /api/ps, /api/version.",
+};
+
 void sb__reply_no_route(struct sb__req *r, enum sb__route_match m, unsigned allowed)
 {
+    const struct sb_codec *codec = sb__codec_for_path(r->path);
     struct sb_api_error err;
     char shown[256];
 
@@ -117,9 +185,8 @@ void sb__reply_no_route(struct sb__req *r, enum sb__route_match m, unsigned allo
         sb_buf_free(&allow);
     } else {
         sb_api_fail(&err, 404, "invalid_request_error", "unknown_url", NULL,
-                    "Invalid URL (%s %s): no such route. The API is under /v1 (POST "
-                    "/v1/chat/completions, GET /v1/models).",
-                    sb__method_name(r->method), shown);
+                    "Invalid URL (%s %s): no such route. %s", sb__method_name(r->method), shown,
+                    route_hints[codec->api]);
     }
     sb__reply_error(r, &err, NULL);
 }
@@ -202,7 +269,7 @@ static struct sb_backend *resolve_model(struct sb__req *r, struct sb_str name, c
     }
     b = sb__server_find_backend(s, name, model);
     if (b == NULL) {
-        sb__server_model_not_found(s, name, &err);
+        sb__server_model_not_found(s, r->route->codec->api, name, &err);
         sb__reply_error(r, &err, NULL);
     }
     return b;
@@ -261,25 +328,134 @@ static void handle_ready(struct sb__req *r)
     sb_buf_free(&out);
 }
 
+/* What every backend tells of itself, named by its configured alias (what clients send back as
+ * "model"). Returns a malloc'd array of sb__server_n_models(s) entries (at least one), or NULL. */
+static struct sb_backend_info *model_infos(const struct sb_server *s)
+{
+    size_t n = sb__server_n_models(s);
+    struct sb_backend_info *infos = calloc(n ? n : 1, sizeof(*infos));
+
+    for (size_t i = 0; i < n && infos != NULL; i++) {
+        sb_backend_info(s->backends[i], &infos[i]);
+        infos[i].name = s->cfg->models[i].name;
+    }
+    return infos;
+}
+
+/* Headers only Anthropic's clients send: GET /v1/models then answers in Anthropic's shape. */
+static const char *const anthropic_headers[] = {"anthropic-version", "x-api-key"};
+
+/* The codec whose list shape the client of a model list expects. */
+static const struct sb_codec *models_codec(struct sb__req *r)
+{
+    struct evkeyvalq *h = evhttp_request_get_input_headers(r->ev);
+
+    if (r->route->codec != &sb_openai_codec)
+        return r->route->codec;
+    for (size_t i = 0; i < SB_ARRAY_LEN(anthropic_headers); i++) {
+        if (evhttp_find_header(h, anthropic_headers[i]) != NULL)
+            return &sb_anthropic_codec;
+    }
+    return &sb_openai_codec;
+}
+
 static void handle_models(struct sb__req *r)
 {
     const struct sb_server *s = r->loop->server;
-    struct sb_backend_info *infos = calloc(s->n_backends ? s->n_backends : 1, sizeof(*infos));
+    struct sb_backend_info *infos = model_infos(s);
     struct sb_buf out;
     int rc = SB_ENOMEM;
 
     sb_buf_init(&out, SB__MAX_SMALL_REPLY_BYTES);
-    if (infos != NULL) {
-        for (size_t i = 0; i < s->n_backends; i++) {
-            sb_backend_info(s->backends[i], &infos[i]);
-            /* The configured alias is what clients send back as "model". */
-            infos[i].name = s->cfg->models[i].name;
-        }
-        rc = r->route->codec->write_models(infos, s->n_backends, &out);
-    }
+    if (infos != NULL)
+        rc = models_codec(r)->write_models(infos, sb__server_n_models(s), &out);
     reply_built(r, rc, 200, &out, NULL);
     sb_buf_free(&out);
     free(infos);
+}
+
+static void handle_metrics(struct sb__req *r)
+{
+    struct sb_buf out;
+    int rc;
+
+    sb_buf_init(&out, SB__MAX_METRICS_BYTES);
+    rc = sb_metrics_render(&out);
+    if (rc != 0) {
+        reply_built(r, rc, 500, &out, NULL);
+    } else {
+        sb__reply_typed(r, 200, SB_METRICS_CONTENT_TYPE, sb_buf_view(&out), NULL);
+    }
+    sb_buf_free(&out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Ollama's informational endpoints
+ * ------------------------------------------------------------------------------------------- */
+static void handle_ollama_root(struct sb__req *r)
+{
+    /* Ollama's exact body; HEAD gets the same headers without it (libevent drops the body). */
+    sb__reply_typed(r, 200, "text/plain; charset=utf-8", SB_STR_LIT("Ollama is running"), NULL);
+}
+
+static void handle_ollama_version(struct sb__req *r)
+{
+    struct sb_buf out;
+
+    sb_buf_init(&out, SB__MAX_SMALL_REPLY_BYTES);
+    reply_built(r, sb_ollama_write_version(&out), 200, &out, NULL);
+    sb_buf_free(&out);
+}
+
+static void handle_ollama_ps(struct sb__req *r)
+{
+    const struct sb_server *s = r->loop->server;
+    struct sb_backend_info *infos = model_infos(s);
+    struct sb_buf out;
+    int rc = SB_ENOMEM;
+
+    sb_buf_init(&out, SB__MAX_SMALL_REPLY_BYTES);
+    if (infos != NULL)
+        rc = sb_ollama_write_ps(infos, sb__server_n_models(s), &out);
+    reply_built(r, rc, 200, &out, NULL);
+    sb_buf_free(&out);
+    free(infos);
+}
+
+static void handle_ollama_show(struct sb__req *r)
+{
+    const struct sb_server *s = r->loop->server;
+    struct sb_arena *a = sb_arena_new(2 * s->cfg->listen.max_body_bytes + ((size_t)64 << 10));
+    struct sb_api_error err;
+    struct sb_backend_info info;
+    struct sb_str name = SB_STR_NULL;
+    struct sb_buf out;
+    size_t i;
+    int rc;
+
+    sb_buf_init(&out, SB__MAX_SMALL_REPLY_BYTES);
+    if (a == NULL) {
+        reply_built(r, SB_ENOMEM, 500, &out, NULL);
+        goto done;
+    }
+    sb_api_fail(&err, 400, "invalid_request_error", NULL, NULL, "The request body is invalid.");
+    if (sb_ollama_parse_show(a, request_body(r), &name, &err) != 0) {
+        sb__reply_error(r, &err, NULL);
+        goto done;
+    }
+    i = sb__server_model_index(s, name);
+    if (i == sb__server_n_models(s)) {
+        sb__server_model_not_found(s, SB_API_OLLAMA, name, &err);
+        sb__reply_error(r, &err, NULL);
+        goto done;
+    }
+    sb_backend_info(s->backends[i], &info);
+    info.name = s->cfg->models[i].name;
+    rc = sb_ollama_write_show(&info, &out);
+    reply_built(r, rc, 200, &out, info.name);
+done:
+    sb_buf_free(&out);
+    sb_arena_free(a);
 }
 
 /* Reads an optional member: a string into *str, or a boolean into *flag. Returns false and

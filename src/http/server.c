@@ -29,28 +29,47 @@
 /* ---------------------------------------------------------------------------------------------
  * Models
  * ------------------------------------------------------------------------------------------- */
+size_t sb__server_n_models(const struct sb_server *s)
+{
+    return SB_MIN(s->n_backends, s->cfg->n_models);
+}
+
+size_t sb__server_model_index(const struct sb_server *s, struct sb_str name)
+{
+    size_t n = sb__server_n_models(s);
+
+    for (size_t i = 0; i < n; i++) {
+        if (sb_str_eq_c(name, s->cfg->models[i].name))
+            return i;
+    }
+    return n;
+}
+
 struct sb_backend *sb__server_find_backend(const struct sb_server *s, struct sb_str name,
                                            const char **cfg_name)
 {
-    size_t n = SB_MIN(s->n_backends, s->cfg->n_models);
+    size_t i = sb__server_model_index(s, name);
 
-    for (size_t i = 0; i < n; i++) {
-        if (sb_str_eq_c(name, s->cfg->models[i].name)) {
-            if (cfg_name != NULL)
-                *cfg_name = s->cfg->models[i].name;
-            return s->backends[i];
-        }
-    }
-    return NULL;
+    if (i == sb__server_n_models(s))
+        return NULL;
+    if (cfg_name != NULL)
+        *cfg_name = s->cfg->models[i].name;
+    return s->backends[i];
 }
 
-void sb__server_model_not_found(const struct sb_server *s, struct sb_str name,
+void sb__server_model_not_found(const struct sb_server *s, enum sb_api api, struct sb_str name,
                                 struct sb_api_error *err)
 {
     struct sb_buf list;
-    size_t n = SB_MIN(s->n_backends, s->cfg->n_models);
+    size_t n = sb__server_n_models(s);
     int shown = (int)SB_MIN(name.len, (size_t)64);
 
+    if (api == SB_API_OLLAMA) {
+        /* Ollama's own words: its clients and scripts match on them. */
+        sb_api_fail(err, 404, "not_found_error", "model_not_found", "model",
+                    "model '%.*s' not found", shown, name.p ? name.p : "");
+        return;
+    }
     /* The list is bounded: the message field is, and a long list helps nobody. */
     sb_buf_init(&list, 300);
     for (size_t i = 0; i < n; i++) {
@@ -90,6 +109,7 @@ static void conn_free(struct sb__conn *c)
     event_free(c->kick);
     event_free(c->deadline);
     evbuffer_remove_cb_entry(bufferevent_get_output(c->bev), c->out_cb);
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->in_cb);
     /* libevent holds its own reference until it frees the connection; this drops ours. */
     bufferevent_decref(c->bev);
     free(c);
@@ -217,7 +237,8 @@ static void conn_fix(struct sb__conn *c)
     sb_random_id(id, sizeof(id), "req_");
     sb_buf_init(&resp, 8192);
     keep = evbuffer_new();
-    if (keep != NULL && sb__parser_error_response(status, head[7], max_body, id, &resp) == 0) {
+    if (keep != NULL && sb__parser_error_response(status, head[7], max_body, id,
+                                                  sb__codec_for_path(c->path), &resp) == 0) {
         /* Anything before the page (a 100 Continue) stays; the page goes; ours takes its place. */
         c->in_send = true;
         evbuffer_remove_buffer(out, keep, c->fix_offset);
@@ -270,6 +291,28 @@ static void conn_output_changed(struct evbuffer *buf, const struct evbuffer_cb_i
     event_active(c->kick, 0, 0);
 }
 
+/* Watches what arrives. libevent consumes a request line before it can refuse the request with
+ * an error page (a body over the limit, bad headers), so the line's path is kept here while it is
+ * still at the head of the input: a request line is there when its first bytes arrive on an idle
+ * connection, and again when the request before it has been consumed. A body that happened to
+ * start like a request line would only pick the error shape of a refusal that follows. */
+static void conn_input_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info,
+                               void *arg)
+{
+    struct sb__conn *c = arg;
+    char head[SB__MAX_SNIFFED_PATH + 16];
+    ev_ssize_t n;
+
+    if (info->n_added == 0 && info->n_deleted == 0)
+        return;
+    /* The first byte of every method is an upper-case letter; bodies rarely start with one. */
+    if (evbuffer_copyout(buf, head, 1) != 1 || head[0] < 'A' || head[0] > 'Z')
+        return;
+    n = evbuffer_copyout(buf, head, sizeof(head));
+    if (n > 0)
+        sb__sniff_request_path((struct sb_str){head, (size_t)n}, c->path, sizeof(c->path));
+}
+
 /* evhttp's bufferevent callback, just before it makes a connection: the bufferevent is ours so
  * that we can watch it. On failure returns NULL and evhttp makes its own (the connection is then
  * served without our tracking). */
@@ -285,9 +328,12 @@ static struct bufferevent *conn_new(struct event_base *base, void *arg)
     c->bev = bufferevent_socket_new(base, -1, 0);
     c->kick = event_new(base, -1, 0, conn_kick, c);
     c->deadline = evtimer_new(base, conn_deadline, c);
-    if (c->bev != NULL)
+    if (c->bev != NULL) {
         c->out_cb = evbuffer_add_cb(bufferevent_get_output(c->bev), conn_output_changed, c);
-    if (c->bev == NULL || c->kick == NULL || c->deadline == NULL || c->out_cb == NULL)
+        c->in_cb = evbuffer_add_cb(bufferevent_get_input(c->bev), conn_input_changed, c);
+    }
+    if (c->bev == NULL || c->kick == NULL || c->deadline == NULL || c->out_cb == NULL ||
+        c->in_cb == NULL)
         goto fail;
     /* Our reference keeps the bufferevent readable in the setup step even if libevent has dropped
      * the connection by then. */
@@ -574,6 +620,11 @@ int sb_server_new(const struct sb_config *cfg, struct sb_backend **backends, siz
         sb_log(SB_LOG_WARN, NULL,
                "listen.io_threads is %d, but this build serves from one I/O thread",
                cfg->listen.io_threads);
+    rc = sb__meter_init(s);
+    if (rc != 0) {
+        snprintf(err, err_size, "out of memory");
+        goto fail;
+    }
     rc = loop_init(&s->loop, &cfg->listen, err, err_size);
     if (rc != 0)
         goto fail;
@@ -587,11 +638,26 @@ int sb_server_new(const struct sb_config *cfg, struct sb_backend **backends, siz
         rc = SB_ENOMEM;
         goto fail;
     }
+    /* Signals are ours from now on, not only once the loop runs: whoever started us may send
+     * SIGTERM as soon as it reads the "listening" line, and libevent holds a signal that arrives
+     * before the loop runs until it does. sb_server_free gives their old handling back. */
+    evsignal_add(s->sigint_ev, NULL);
+    evsignal_add(s->sigterm_ev, NULL);
     *out = s;
     return 0;
 fail:
     sb_server_free(s);
     return rc;
+}
+
+void sb_server_set_ledger(struct sb_server *s, struct sb_ledger *ledger)
+{
+    s->ledger = ledger;
+}
+
+void sb_server_set_pricing(struct sb_server *s, const struct sb_pricing *pricing)
+{
+    s->pricing = pricing;
 }
 
 int sb_server_port(const struct sb_server *s)
@@ -603,12 +669,7 @@ int sb_server_run(struct sb_server *s)
 {
     int rc;
 
-    /* Signals are ours only while the loop runs; afterwards their old handling is back. */
-    evsignal_add(s->sigint_ev, NULL);
-    evsignal_add(s->sigterm_ev, NULL);
     rc = event_base_dispatch(s->loop.base);
-    evsignal_del(s->sigint_ev);
-    evsignal_del(s->sigterm_ev);
     evtimer_del(s->phase_timer);
     return rc < 0 ? SB_EIO : 0;
 }
@@ -650,6 +711,7 @@ void sb_server_free(struct sb_server *s)
     free(loop->by_fd);
     if (leak)
         return;
+    sb__meter_deinit(s);
     sb_upstream_free(loop->upstream);
     if (loop->base != NULL)
         event_base_free(loop->base);

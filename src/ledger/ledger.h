@@ -101,6 +101,94 @@ struct sb_ledger_stats {
 /* Fills *out (zeros for a NULL ledger). Thread-safe. */
 void sb_ledger_get_stats(struct sb_ledger *l, struct sb_ledger_stats *out);
 
+/* ---------------------------------------------------------------------------------------------
+ * Reading, for reports: a read-only connection of its own, which never blocks a writer (WAL) and
+ * may read a ledger another instance is writing. Not thread-safe: one thread per reader.
+ * ------------------------------------------------------------------------------------------- */
+struct sb_ledger_reader;
+
+/* Opens target (a SQLite file) read-only, checking it holds a ledger. On success *out is the
+ * caller's, closed with sb_ledger_reader_close. On failure *out is NULL, err receives one line
+ * saying what failed and what to do, and the result is SB_EIO (missing file, not a database, not
+ * a ledger, a newer schema), SB_EUNSUPPORTED (a postgres:// URL, for now) or SB_ENOMEM. */
+int sb_ledger_reader_open(const char *target, struct sb_ledger_reader **out, char *err,
+                          size_t err_size);
+
+/* Closes r (NULL is allowed). */
+void sb_ledger_reader_close(struct sb_ledger_reader *r);
+
+/* The store's last error message, for a query that returned SB_EIO. Static or owned by r: valid
+ * until r's next call. Never NULL. */
+const char *sb_ledger_reader_error(struct sb_ledger_reader *r);
+
+/* What a query selects: rows with since_ms <= ts_ms < until_ms, and, when n_backends > 0, only
+ * those whose backend is one of backends[0..n_backends). Borrowed for the call. */
+struct sb_ledger_filter {
+    int64_t since_ms, until_ms;
+    const char *const *backends;
+    size_t n_backends;
+    int64_t long_prompt_tokens; /* aggregates count prompts above this many tokens; 0 = none */
+};
+
+/* How rows are grouped. */
+enum sb_ledger_group {
+    SB_LEDGER_GROUP_ALL,         /* one group of every row (name "") */
+    SB_LEDGER_GROUP_BACKEND,     /* by the backend that served ("" when none did) */
+    SB_LEDGER_GROUP_MODEL,       /* by the model alias asked for */
+    SB_LEDGER_GROUP_KEY,         /* by API key id ("" = no key) */
+    SB_LEDGER_GROUP_SENSITIVITY, /* by sensitivity class ("" = unclassified) */
+};
+
+/* One group's sums. */
+struct sb_ledger_agg {
+    char name[96]; /* the group's value, NUL-terminated (cut at a character boundary) */
+    int64_t requests;
+    int64_t errors;        /* status >= 400 or an error class */
+    int64_t retried;       /* attempts > 1 (retries or fallbacks) */
+    int64_t fell_back;     /* served after another backend was tried (backends_tried has a ',') */
+    int64_t prompt_tokens; /* cached ones included */
+    int64_t cached_prompt_tokens;
+    int64_t completion_tokens;
+    int64_t cost_microusd;     /* sum over priced rows */
+    int64_t priced;            /* rows with a cost */
+    int64_t unpriced;          /* rows without one (NULL cost) */
+    int64_t pii;               /* rows where PII was found (pii_counts neither "" nor "{}") */
+    int64_t long_prompts;      /* rows with prompt_tokens > filter->long_prompt_tokens (when > 0) */
+    int64_t first_ms, last_ms; /* earliest and latest ts_ms; 0 when requests == 0 */
+};
+
+/* Sums the selected rows by group, in ascending order of name. On success *out is a new array of
+ * *n groups (NULL when none) the caller frees with free(). Returns 0, SB_EIO or SB_ENOMEM. With
+ * SB_LEDGER_GROUP_ALL there is always exactly one group, zeros when no row matched. */
+int sb_ledger_aggregate(struct sb_ledger_reader *r, enum sb_ledger_group by,
+                        const struct sb_ledger_filter *f, struct sb_ledger_agg **out, size_t *n);
+
+/* Columns percentiles are taken over. Rows where the column is NULL (not measured) are left out. */
+enum sb_ledger_metric {
+    SB_LEDGER_METRIC_LATENCY_MS,
+    SB_LEDGER_METRIC_TTFT_MS,
+    SB_LEDGER_METRIC_TOKENS_PER_S,
+    SB_LEDGER_METRIC_QUEUE_MS,
+};
+
+/* The 0-based index of the p-th percentile (0 < p <= 100) among n sorted values by the
+ * nearest-rank method: the smallest value with at least p% of the values at or below it, i.e.
+ * index ceil(p / 100 * n) - 1 (0 for p <= 0). n must be > 0. */
+int64_t sb_ledger_percentile_index(int64_t n, double p);
+
+/* Percentiles ps[0..n_ps) (each in (0, 100]) of metric over the selected rows, by nearest rank,
+ * into out[0..n_ps); *count receives how many values there were (out is untouched when 0). Reads
+ * the values in order from the store without holding them in memory. Returns 0 or SB_EIO. */
+int sb_ledger_percentiles(struct sb_ledger_reader *r, enum sb_ledger_metric metric,
+                          const struct sb_ledger_filter *f, const double *ps, size_t n_ps,
+                          double *out, int64_t *count);
+
+/* Busy time of the selected rows: the total length of the union of their [ts_ms, ts_ms +
+ * latency_ms] intervals (latency rounded to whole milliseconds), so overlapping requests count
+ * once. *tokens receives their prompt + completion tokens. Returns 0 or SB_EIO. */
+int sb_ledger_busy(struct sb_ledger_reader *r, const struct sb_ledger_filter *f, int64_t *busy_ms,
+                   int64_t *tokens);
+
 #ifdef __cplusplus
 }
 #endif

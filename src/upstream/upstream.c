@@ -17,7 +17,7 @@
 /* Connections the multi handle keeps open for reuse. */
 #define MAX_CONNECTS 64L
 /* TCP keepalive: first probe after this many seconds of silence, then every interval. */
-#define KEEPIDLE_S 30L
+#define KEEPIDLE_S  30L
 #define KEEPINTVL_S 15L
 
 struct sock;
@@ -63,11 +63,11 @@ struct sb_upstream_xfer {
     struct deadline_timer deadlines[DL_COUNT];
     struct sb_buf resp_headers; /* raw "Name: value\r\n" lines of the final response */
     int status;
-    bool added;        /* in the multi handle */
-    bool responded;    /* on_response has run */
-    bool aborted;      /* on_data asked to stop: ends with SB_ECANCELED */
-    bool canceled;     /* the owner cancelled: no callback at all */
-    bool ending;       /* on_done is running or has run */
+    bool added;     /* in the multi handle */
+    bool responded; /* on_response has run */
+    bool aborted;   /* on_data asked to stop: ends with SB_ECANCELED */
+    bool canceled;  /* the owner cancelled: no callback at all */
+    bool ending;    /* on_done is running or has run */
     char errbuf[CURL_ERROR_SIZE];
     struct sb_upstream_xfer *prev, *next;
 };

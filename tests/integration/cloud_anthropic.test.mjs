@@ -6,6 +6,7 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import OpenAI from 'openai';
 import {
   TEST_TIMEOUT_MS,
   startServer,
@@ -157,6 +158,7 @@ describe('anthropic backend', { timeout: TEST_TIMEOUT_MS }, () => {
     fake.push(reply(opts), reply(opts));
     const whole = await chat(chatBody());
     const s = await chatStream(chatBody());
+    assert.equal(fake.requests[1].connection, fake.requests[0].connection, 'the connection is reused after a finished stream');
     assert.equal(chatStreamText(s.chunks), whole.choices[0].message.content);
     assert.equal(streamFinishReason(s.chunks), 'stop');
     const usageChunk = s.chunks.find((c) => c.usage);
@@ -301,6 +303,21 @@ describe('anthropic backend', { timeout: TEST_TIMEOUT_MS }, () => {
     assert.ok(res.status >= 500, describeRes(res));
     assert.match(res.json?.error?.message ?? '', /message_stop/);
   });
+  it('a request Anthropic cannot take: 400 saying why, and nothing sent upstream', async () => {
+    fake.reset();
+    const res = await post(server, '/v1/chat/completions', {
+      model: 'claude',
+      messages: [
+        { role: 'user', content: 'Go' },
+        { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '[1,2]' } }] },
+        { role: 'tool', tool_call_id: 'c1', content: 'done' },
+      ],
+    });
+    const err = assertOpenAIError(res, 400);
+    assert.match(err.message, /not a JSON object/);
+    assert.equal(fake.requests.length, 0);
+  });
+
   it('a client that goes away mid-stream: the call is cancelled, the server keeps serving', async () => {
     fake.reset();
     // Some text, then the provider holds the stream open until its client (the gateway) leaves.
@@ -330,6 +347,29 @@ describe('anthropic backend', { timeout: TEST_TIMEOUT_MS }, () => {
     assert.ok(sawText, 'text arrived before the client left');
     const r = await chat(chatBody());
     assert.equal(r.choices[0].finish_reason, 'stop');
+  });
+
+  it('the official openai SDK: streamed tool calls assemble into the complete calls', async () => {
+    fake.reset();
+    fake.push(reply({ apiKey: API_KEY, toolCalls: TOOL_CALLS, text: 'Let me look.' }));
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-client', maxRetries: 0 });
+    const stream = client.chat.completions.stream({
+      model: 'claude',
+      messages: [{ role: 'user', content: 'Weather and time in Paris?' }],
+      tools: TOOLS,
+      stream_options: { include_usage: true },
+    });
+    const done = await stream.finalChatCompletion();
+    const msg = done.choices[0].message;
+    assert.equal(msg.content, 'Let me look.');
+    assert.equal(done.choices[0].finish_reason, 'tool_calls');
+    assert.equal(msg.tool_calls.length, TOOL_CALLS.length);
+    msg.tool_calls.forEach((tc, i) => {
+      assert.equal(tc.id, TOOL_CALLS[i].id);
+      assert.equal(tc.function.name, TOOL_CALLS[i].name);
+      assert.deepEqual(JSON.parse(tc.function.arguments), TOOL_CALLS[i].input);
+    });
+    assert.ok(done.usage && done.usage.prompt_tokens > 0, JSON.stringify(done.usage));
   });
 
   it('shuts down cleanly: exit status 0 (no leak or late callback under the sanitizers)', async () => {

@@ -7,6 +7,7 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import OpenAI from 'openai';
 import {
   TEST_TIMEOUT_MS,
   startServer,
@@ -300,6 +301,29 @@ describe('bedrock backend', { timeout: TEST_TIMEOUT_MS }, () => {
     assert.ok(sawText, 'text arrived before the client left');
     const r = await chat(chatBody());
     assert.equal(r.choices[0].finish_reason, 'stop');
+  });
+
+  it('the official openai SDK: streamed tool calls assemble into the complete calls', async () => {
+    fake.reset();
+    fake.push(reply({ toolCalls: TOOL_CALLS, text: 'Let me look.' }));
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: 'sk-client', maxRetries: 0 });
+    const stream = client.chat.completions.stream({
+      model: 'claude-br',
+      messages: [{ role: 'user', content: 'Weather and time in Paris?' }],
+      tools: TOOLS,
+      stream_options: { include_usage: true },
+    });
+    const done = await stream.finalChatCompletion();
+    const msg = done.choices[0].message;
+    assert.equal(msg.content, 'Let me look.');
+    assert.equal(done.choices[0].finish_reason, 'tool_calls');
+    assert.equal(msg.tool_calls.length, TOOL_CALLS.length);
+    msg.tool_calls.forEach((tc, i) => {
+      assert.equal(tc.id, TOOL_CALLS[i].id);
+      assert.equal(tc.function.name, TOOL_CALLS[i].name);
+      assert.deepEqual(JSON.parse(tc.function.arguments), TOOL_CALLS[i].input);
+    });
+    assert.ok(done.usage && done.usage.prompt_tokens > 0, JSON.stringify(done.usage));
   });
 
   it('shuts down cleanly: exit status 0 (no leak or late callback under the sanitizers)', async () => {

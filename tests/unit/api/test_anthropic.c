@@ -853,6 +853,25 @@ Test(anthropic_codec_render, plain_stop_reasons_and_empty_content)
     }
 }
 
+Test(anthropic_codec_render, long_model_names_render)
+{
+    struct render r;
+    char *name = malloc(5001);
+
+    cr_assert_not_null(name);
+    memset(name, 'm', 5000);
+    name[5000] = '\0';
+    render_begin(&r, false);
+    r.req.model = sb_str_c(name);
+    cr_assert_eq(emit(&r, ev_start(name)), 0, "a backend name too long to keep is not repeated");
+    cr_assert_eq(emit(&r, ev_finish(SB_FINISH_STOP, "")), 0);
+    json_t *m = load(r.out.p);
+    cr_expect_eq(strlen(jstr(m, "model")), 5000, "the request's name is used instead");
+    json_decref(m);
+    render_end(&r);
+    free(name);
+}
+
 Test(anthropic_codec_render, plain_output_is_bounded)
 {
     struct render r;

@@ -698,6 +698,26 @@ Test(ollama_codec_render, stream_error_line)
     render_end(&r);
 }
 
+Test(ollama_codec_render, long_model_names_render)
+{
+    struct render r;
+    char *name = malloc(10001);
+
+    cr_assert_not_null(name);
+    memset(name, '"', 10000);
+    name[10000] = '\0';
+    render_begin(&r, SB_REQ_CHAT, false);
+    r.req.model = sb_str_c(name);
+    render_ready(&r);
+    cr_assert_eq(emit(&r, ev_start()), 0);
+    cr_assert_eq(emit(&r, ev_finish(SB_FINISH_STOP)), 0);
+    json_t *d = load(r.out.p);
+    cr_expect_str_eq(jstr(d, "model"), name);
+    json_decref(d);
+    render_end(&r);
+    free(name);
+}
+
 Test(ollama_codec_render, events_out_of_order_are_refused)
 {
     struct render r;

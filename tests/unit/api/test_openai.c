@@ -460,11 +460,7 @@ Test(openai_parse, bad_requests_are_400_with_param)
     }
 }
 
-Test(openai_parse, embeddings_are_not_this_codecs_endpoint)
-{
-    cr_expect_eq(parse(SB_REQ_EMBED, "{\"model\":\"m\",\"input\":\"x\"}"), SB_EINVAL);
-    cr_expect_eq(err.http_status, 404);
-}
+/* POST /v1/embeddings is tested in test_openai_embed.c. */
 
 /* =============================================================================================
  * Parsing: hostile input

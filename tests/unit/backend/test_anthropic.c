@@ -253,57 +253,42 @@ Test(anthropic_render, refusals_say_why)
 
 /* Text, then two tool calls whose input arrives in pieces, with cache usage: a real stream's
  * shape (docs.anthropic.com, "Streaming Messages"). */
-static const char tool_stream[] = EV(
-    "message_start",
-    "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":\"message\",\"role\":"
-    "\"assistant\",\"content\":[],\"model\":\"claude-test-1\",\"stop_reason\":null,"
-    "\"stop_sequence\":null,\"usage\":{\"input_tokens\":20,\"cache_creation_input_tokens\":5,"
-    "\"cache_read_input_tokens\":100,\"output_tokens\":1}}}")
-    EV("content_block_start",
-       "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
-       "{\"type\":\"text\",\"text\":\"\"}}") EV("ping", "{\"type\": \"ping\"}")
-        EV("content_block_delta",
-           "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
-           "\"text_delta\",\"text\":\"Let me check \\u00e9\"}}")
-            EV("content_block_delta",
-               "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":"
-               "\"text_delta\",\"text\":\" the weather.\"}}")
-                EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}") EV(
-                    "content_block_start",
-                    "{\"type\":\"content_block_start\",\"index\":1,\"content_block\":"
-                    "{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"get_weather\","
-                    "\"input\":{}}}") EV("content_block_delta",
-                                         "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{"
-                                         "\"type\":"
-                                         "\"input_json_delta\",\"partial_json\":\"\"}}")
-                    EV("content_block_delta",
-                       "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":"
-                       "\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}")
-                        EV("content_block_delta",
-                           "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":"
-                           "\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}")
-                            EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":"
-                                                     "1}") EV(
-                                "content_block_start",
-                                "{\"type\":\"content_block_start\",\"index\":2,\"content_block\":"
-                                "{\"type\":\"tool_use\",\"id\":\"toolu_02\",\"name\":\"get_time\","
-                                "\"input\":{}}}")
-                                EV("content_block_delta",
-                                   "{\"type\":\"content_block_delta\",\"index\":2,\"delta\":{"
-                                   "\"type\":"
-                                   "\"input_json_delta\",\"partial_json\":\"{\\\"tz\\\":\"}}")
-                                    EV("content_block_delta",
-                                       "{\"type\":\"content_block_delta\",\"index\":2,\"delta\":{"
-                                       "\"type\":"
-                                       "\"input_json_delta\",\"partial_json\":\"\\\"CET\\\"}\"}}")
-                                        EV("content_block_stop",
-                                           "{\"type\":\"content_block_stop\",\"index\":2}")
-                                            EV("message_delta",
-                                               "{\"type\":\"message_delta\",\"delta\":{\"stop_"
-                                               "reason\":\"tool_use\","
-                                               "\"stop_sequence\":null},\"usage\":{\"output_"
-                                               "tokens\":42}}")
-                                                EV("message_stop", "{\"type\":\"message_stop\"}");
+/* clang-format off */
+static const char tool_stream[] =
+    EV("message_start", "{\"type\":\"message_start\",\"message\":{\"id\":\"msg_01\",\"type\":"
+       "\"message\",\"role\":\"assistant\",\"content\":[],\"model\":\"claude-test-1\","
+       "\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":20,"
+       "\"cache_creation_input_tokens\":5,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}")
+    EV("content_block_start", "{\"type\":\"content_block_start\",\"index\":0,"
+       "\"content_block\":{\"type\":\"text\",\"text\":\"\"}}")
+    EV("ping", "{\"type\": \"ping\"}")
+    EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,"
+       "\"delta\":{\"type\":\"text_delta\",\"text\":\"Let me check \\u00e9\"}}")
+    EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":0,"
+       "\"delta\":{\"type\":\"text_delta\",\"text\":\" the weather.\"}}")
+    EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":0}")
+    EV("content_block_start", "{\"type\":\"content_block_start\",\"index\":1,"
+       "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01\",\"name\":\"get_weather\","
+       "\"input\":{}}}")
+    EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":1,"
+       "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}")
+    EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":1,"
+       "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"city\\\": \"}}")
+    EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":1,"
+       "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"Paris\\\"}\"}}")
+    EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":1}")
+    EV("content_block_start", "{\"type\":\"content_block_start\",\"index\":2,"
+       "\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_02\",\"name\":\"get_time\","
+       "\"input\":{}}}")
+    EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":2,"
+       "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"tz\\\":\"}}")
+    EV("content_block_delta", "{\"type\":\"content_block_delta\",\"index\":2,"
+       "\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\\\"CET\\\"}\"}}")
+    EV("content_block_stop", "{\"type\":\"content_block_stop\",\"index\":2}")
+    EV("message_delta", "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\","
+       "\"stop_sequence\":null},\"usage\":{\"output_tokens\":42}}")
+    EV("message_stop", "{\"type\":\"message_stop\"}");
+/* clang-format on */
 
 /* Feeds text in the pieces cut at cuts[0..n) into a fresh decoder, then ends the body. */
 static void decode(const char *text, size_t len, const size_t *cuts, size_t n, struct rec *r)

@@ -1,211 +1,12 @@
 /* Tests for the local llama.cpp backend, run against the real tiny TinyStories model (stories260K):
  * loading, determinism, limits, stop strings, batching, cancellation, prefix reuse, templates. */
-#include "backend/backend.h"
+#include "local_harness.h"
 
-#include <criterion/criterion.h>
-#include <event2/event.h>
 #include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-#define MODEL_CHATML "stories260K-chatml.gguf"
-#define MODEL_PLAIN  "stories260K.gguf"
-#define PROMPT       "Once upon a time"
-
-/* -----------------------------------------------------------------------------------------------
- * Harness: a model, an event loop, and calls that record what they receive
- * --------------------------------------------------------------------------------------------- */
-
-/* The test model's path: $SWITCHBOARD_MODELS, else ../shared/models (tests run from the repo
- * root). The caller frees it. */
-static char *model_path(const char *file)
-{
-    const char *dir = getenv("SWITCHBOARD_MODELS");
-    if (!dir || !*dir)
-        dir = "../shared/models";
-    struct sb_buf b;
-    sb_buf_init(&b, 4096);
-    cr_assert_eq(sb_buf_printf(&b, "%s/%s", dir, file), 0);
-    return sb_buf_steal(&b);
-}
-
-/* Creates a backend for file with the given context and slots (0 = defaults). */
-static struct sb_backend *open_model(const char *file, int32_t n_ctx, int32_t n_parallel)
-{
-    char *path = model_path(file);
-    struct sb_model_config cfg = {.name = "test", .backend = "local", .path = path};
-    cfg.n_ctx = n_ctx;
-    cfg.n_parallel = n_parallel;
-    struct sb_backend *b = NULL;
-    char err[512] = "";
-    int rc = sb_local_backend_ops.create(&cfg, &b, err, sizeof err);
-    cr_assert_eq(rc, 0, "create %s: %s", path, err);
-    free(path);
-    return b;
-}
-
-/* One call and everything it received. */
-struct run {
-    struct sb_call call;
-    struct sb_request req;
-    struct sb_backend *b;
-    struct sb_buf text;
-    int n_start, n_text, n_tool, n_usage, n_finish, n_error, n_done;
-    int n_after_end;    /* events after FINISH or ERROR: must stay 0 */
-    int n_after_cancel; /* events after cancel(): must stay 0 */
-    int n_split;        /* TEXT events that end inside a code point: must stay 0 */
-    bool first_was_start;
-    bool ended, canceled;
-    int cancel_after_texts; /* cancel from on_event after this many TEXT events; 0 = never */
-    struct sb_usage usage;
-    enum sb_finish_reason reason;
-    char stop_seq[128];
-    int err_code, err_status;
-    char err_msg[512];
-};
-
-/* True when s ends inside a multi-byte UTF-8 sequence. */
-static bool ends_mid_code_point(struct sb_str s)
-{
-    for (size_t back = 1; back <= 4 && back <= s.len; back++) {
-        unsigned char c = (unsigned char)s.p[s.len - back];
-        if ((c & 0xC0) != 0x80) {
-            size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-            return back < need;
-        }
-    }
-    return false;
-}
-
-static void copy_view(char *dst, size_t size, struct sb_str s)
-{
-    size_t n = SB_MIN(s.len, size - 1);
-    if (n)
-        memcpy(dst, s.p, n);
-    dst[n] = '\0';
-}
-
-static void on_event(struct sb_call *call, const struct sb_event *ev)
-{
-    struct run *r = call->ud;
-    int seen = r->n_start + r->n_text + r->n_tool + r->n_usage + r->n_finish + r->n_error;
-    if (seen == 0)
-        r->first_was_start = ev->type == SB_EV_START;
-    r->n_after_end += r->ended;
-    r->n_after_cancel += r->canceled;
-    switch (ev->type) {
-    case SB_EV_START: r->n_start++; break;
-    case SB_EV_TEXT:
-        r->n_text++;
-        r->n_split += ends_mid_code_point(ev->text.text);
-        cr_assert_eq(sb_buf_append_str(&r->text, ev->text.text), 0);
-        break;
-    case SB_EV_TOOL_CALL: r->n_tool++; break;
-    case SB_EV_USAGE:
-        r->n_usage++;
-        r->usage = ev->usage;
-        break;
-    case SB_EV_FINISH:
-        r->n_finish++;
-        r->ended = true;
-        r->reason = ev->finish.reason;
-        copy_view(r->stop_seq, sizeof r->stop_seq, ev->finish.stop_sequence);
-        break;
-    case SB_EV_ERROR:
-        r->n_error++;
-        r->ended = true;
-        r->err_code = ev->error.code;
-        r->err_status = ev->error.http_status;
-        copy_view(r->err_msg, sizeof r->err_msg, ev->error.message);
-        break;
-    default: break;
-    }
-    if (ev->type == SB_EV_TEXT && r->cancel_after_texts && r->n_text == r->cancel_after_texts) {
-        sb_backend_cancel(r->b, call);
-        r->canceled = true;
-    }
-}
-
-static void on_done(struct sb_call *call)
-{
-    struct run *r = call->ud;
-    r->n_done++;
-}
-
-/* Prepares a greedy completion of prompt with at most max_tokens tokens. */
-static void run_init(struct run *r, struct sb_backend *b, struct event_base *base,
-                     const char *prompt, int64_t max_tokens)
-{
-    memset(r, 0, sizeof *r);
-    sb_request_init(&r->req);
-    r->req.kind = SB_REQ_COMPLETION;
-    r->req.prompt = sb_str_c(prompt);
-    r->req.sampling.temperature = 0;
-    r->req.max_tokens = max_tokens;
-    r->b = b;
-    sb_buf_init(&r->text, 1 << 20);
-    r->call.req = &r->req;
-    r->call.base = base;
-    r->call.on_event = on_event;
-    r->call.on_done = on_done;
-    r->call.ud = r;
-}
-
-static void keepalive_cb(evutil_socket_t fd, short what, void *arg)
-{
-    SB_UNUSED(fd);
-    SB_UNUSED(what);
-    SB_UNUSED(arg);
-}
-
-static struct event_base *base_new(void)
-{
-    struct event_base *base = event_base_new();
-    cr_assert_not_null(base);
-    return base;
-}
-
-/* Runs the loop until each of runs[0, n) has had on_done. A far-off persistent timer keeps the loop
- * blocking in the kernel (instead of returning "no events") while the engine works. */
-static void wait_done(struct event_base *base, struct run *runs, size_t n)
-{
-    struct event *keep = event_new(base, -1, EV_PERSIST, keepalive_cb, NULL);
-    struct timeval hour = {3600, 0};
-    event_add(keep, &hour);
-    for (size_t i = 0; i < n; i++) {
-        while (runs[i].n_done == 0)
-            event_base_loop(base, EVLOOP_ONCE);
-    }
-    event_free(keep);
-}
-
-/* Starts one run and waits for it. */
-static void run_one(struct event_base *base, struct run *r)
-{
-    cr_assert_eq(sb_backend_start(r->b, &r->call), 0);
-    wait_done(base, r, 1);
-}
-
-/* The invariants every finished stream keeps, whatever it was asked. */
-static void assert_well_formed(const struct run *r)
-{
-    cr_assert_eq(r->n_done, 1, "on_done must be called exactly once");
-    cr_assert_eq(r->n_after_end, 0, "no event may follow FINISH or ERROR");
-    cr_assert_eq(r->n_split, 0, "a TEXT event split a code point");
-    if (r->n_error == 0) {
-        cr_assert(r->first_was_start, "START must come first");
-        cr_assert_eq(r->n_start, 1);
-        cr_assert_eq(r->n_usage, 1);
-        cr_assert_eq(r->n_finish, 1);
-    }
-}
-
-static void run_free(struct run *r)
-{
-    sb_buf_free(&r->text);
-}
 
 static void suite_init(void)
 {
@@ -636,6 +437,44 @@ Test(local, tool_request_without_calls_finishes_as_text)
     event_base_free(base);
 }
 
+/* A Hermes-style template (tool calls as <tool_call>{json}</tool_call>), so that a tool request
+ * has a format whose partial output can be parsed as it grows. */
+static const char hermes_template[] =
+    "{%- if tools %}<|im_start|>system\nTools:\n{%- for tool in tools %}\n{{ tool | tojson }}"
+    "{%- endfor %}\nCall them as <tool_call>\n{\"name\": <name>, \"arguments\": <args>}\n"
+    "</tool_call><|im_end|>\n{% endif %}"
+    "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}"
+    "<|im_end|>\n{%- endfor %}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+Test(local, tool_request_text_streams_before_the_end)
+{
+    static struct sb_tool tool = {.name = SB_STR_LIT("get_weather"),
+                                  .description = SB_STR_LIT("Weather for a city"),
+                                  .parameters = SB_STR_LIT("{\"type\":\"object\",\"properties\":"
+                                                           "{\"city\":{\"type\":\"string\"}}}")};
+    struct sb_model_config cfg = model_config("hermes", MODEL_CHATML);
+    cfg.chat_template = (char *)hermes_template;
+    cfg.n_parallel = 1;
+    struct sb_backend *b = open_config(&cfg);
+    free(cfg.path);
+    struct event_base *base = base_new();
+    struct run r;
+    chat_init(&r, b, base);
+    r.req.max_tokens = 24;
+    r.req.tools = &tool;
+    r.req.n_tools = 1;
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.n_tool, 0, "a story model calls no tools");
+    cr_assert_eq(r.reason, SB_FINISH_LENGTH);
+    /* Story text cannot be the start of <tool_call>: it flows token by token, not at the end. */
+    cr_assert_gt(r.n_text, 4, "%d TEXT events for %zu bytes", r.n_text, r.text.len);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
 Test(local, tokenize_and_count)
 {
     struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
@@ -651,16 +490,24 @@ Test(local, tokenize_and_count)
     sb_backend_free(b);
 }
 
-Test(local, embeddings_are_refused_without_callbacks)
+Test(local, a_generation_model_refuses_embeddings_in_words)
 {
     struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
     struct event_base *base = base_new();
     struct run r;
     run_init(&r, b, base, PROMPT, 1);
     r.req.kind = SB_REQ_EMBED;
-    cr_assert_eq(sb_backend_start(b, &r.call), SB_EUNSUPPORTED);
-    event_base_loop(base, EVLOOP_NONBLOCK);
-    cr_assert_eq(r.n_done + r.n_start + r.n_error, 0);
+    struct sb_str input = SB_STR_LIT("hello");
+    r.req.inputs = &input;
+    r.req.n_inputs = 1;
+    /* Accepted, then answered 400 with what is wrong: a start() code could not say it. */
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.n_error, 1);
+    cr_assert_eq(r.n_start, 0);
+    cr_assert_eq(r.err_status, 400);
+    cr_assert_eq(r.err_code, SB_EUNSUPPORTED);
+    cr_assert_not_null(strstr(r.err_msg, "model test does not serve embeddings"), "%s", r.err_msg);
     run_free(&r);
     sb_backend_free(b);
     event_base_free(base);

@@ -3,6 +3,8 @@
 #include "backend/local_chat.h"
 
 #include <criterion/criterion.h>
+#include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 
 /* A small Hermes-style template written for this test: tools listed in the system turn, calls
@@ -188,4 +190,141 @@ Test(local_chat, a_named_tool_choice_must_name_a_tool)
     cr_assert_eq(sb__chat_render(t, &req, &out, NULL, err, sizeof err), SB_EINVAL);
     sb_buf_free(&out);
     sb__chat_templates_free(t);
+}
+
+/* -----------------------------------------------------------------------------------------------
+ * Streaming: output parsed as it grows
+ * --------------------------------------------------------------------------------------------- */
+
+/* What a stream sent, assembled, with the contract checked as it goes. */
+struct deltas {
+    struct sb_buf content;
+    struct sb_buf args[4];
+    char ids[4][64], names[4][64];
+    int n_calls;      /* calls announced */
+    int n_content;    /* content deltas */
+    int n_args[4];    /* argument deltas per call */
+    int n_misordered; /* a call announced out of order, or a header without id and name */
+};
+
+static void deltas_init(struct deltas *d)
+{
+    memset(d, 0, sizeof *d);
+    sb_buf_init(&d->content, 1 << 16);
+    for (int i = 0; i < 4; i++)
+        sb_buf_init(&d->args[i], 1 << 16);
+}
+
+static void deltas_free(struct deltas *d)
+{
+    sb_buf_free(&d->content);
+    for (int i = 0; i < 4; i++)
+        sb_buf_free(&d->args[i]);
+}
+
+static void on_delta(void *ud, const struct sb__chat_delta *x)
+{
+    struct deltas *d = ud;
+    if (x->index < 0) {
+        d->n_content++;
+        cr_assert_eq(sb_buf_append_str(&d->content, x->content), 0);
+        return;
+    }
+    cr_assert_lt(x->index, 4);
+    if (x->index == d->n_calls) { /* a new call: its header comes first */
+        if (x->id.len == 0 || x->name.len == 0)
+            d->n_misordered++;
+        snprintf(d->ids[x->index], 64, "%.*s", (int)x->id.len, x->id.p);
+        snprintf(d->names[x->index], 64, "%.*s", (int)x->name.len, x->name.p);
+        d->n_calls++;
+    } else if (x->index > d->n_calls || x->id.len || x->name.len) {
+        d->n_misordered++;
+    }
+    d->n_args[x->index]++;
+    cr_assert_eq(sb_buf_append_str(&d->args[x->index], x->arguments), 0);
+}
+
+/* Feeds text to a new stream over the Hermes format in pieces of step bytes, then ends it. *before
+ * receives how many deltas came before the end. */
+static void stream_in_pieces(const char *text, size_t step, struct deltas *d, int *before)
+{
+    struct sb__chat_templates *t = hermes();
+    struct sb_request req;
+    tool_request(&req);
+    struct sb_buf out;
+    sb_buf_init(&out, 1 << 16);
+    struct sb__chat_parser *p = NULL;
+    char err[256] = "";
+    cr_assert_eq(sb__chat_render(t, &req, &out, &p, err, sizeof err), 0, "%s", err);
+    struct sb__chat_stream *s = NULL;
+    cr_assert_eq(sb__chat_stream_new(p, &s), 0);
+    size_t len = strlen(text);
+    for (size_t at = 0; at < len; at += step) {
+        struct sb_str piece = {text + at, SB_MIN(step, len - at)};
+        cr_assert_eq(sb__chat_stream_push(s, piece, false, on_delta, d), 0);
+    }
+    *before = d->n_content + d->n_args[0] + d->n_args[1];
+    cr_assert_eq(sb__chat_stream_push(s, SB_STR_NULL, true, on_delta, d), 0);
+    cr_assert_eq(sb__chat_stream_n_calls(s), (size_t)d->n_calls);
+    sb__chat_stream_free(s);
+    sb__chat_parser_free(p);
+    sb_buf_free(&out);
+    sb__chat_templates_free(t);
+}
+
+Test(local_chat, plain_text_streams_as_it_comes)
+{
+    static const char text[] = "It is sunny today in Paris, and warm.";
+    struct deltas d;
+    deltas_init(&d);
+    int before = 0;
+    stream_in_pieces(text, 4, &d, &before);
+    cr_assert_gt(before, 1, "text must flow before the end, in several deltas");
+    cr_assert_str_eq(d.content.p, text);
+    cr_assert_eq(d.n_calls, 0);
+    deltas_free(&d);
+}
+
+Test(local_chat, a_call_streams_its_header_then_its_arguments)
+{
+    static const char text[] = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", "
+                               "\"arguments\": {\"city\": \"Paris\", \"unit\": \"celsius\"}}\n"
+                               "</tool_call>";
+    struct deltas d;
+    deltas_init(&d);
+    int before = 0;
+    stream_in_pieces(text, 3, &d, &before);
+    cr_assert_eq(d.n_misordered, 0);
+    cr_assert_eq(d.n_calls, 1);
+    cr_assert_str_eq(d.names[0], "get_weather");
+    cr_assert_gt(strlen(d.ids[0]), 0);
+    cr_assert_gt(before, 1, "text and the call must flow before the end");
+    cr_assert_not_null(d.content.p);
+    cr_assert_not_null(strstr(d.content.p, "Let me check."), "%s", d.content.p);
+    cr_assert_null(strstr(d.content.p, "tool_call"), "the markup is not content: %s", d.content.p);
+    /* The arguments, assembled from their deltas, are the call's JSON. */
+    json_t *args = json_loads(d.args[0].p, 0, NULL);
+    cr_assert_not_null(args, "arguments: %s", d.args[0].p);
+    cr_assert_str_eq(json_string_value(json_object_get(args, "city")), "Paris");
+    cr_assert_str_eq(json_string_value(json_object_get(args, "unit")), "celsius");
+    json_decref(args);
+    deltas_free(&d);
+}
+
+Test(local_chat, two_calls_stream_in_index_order)
+{
+    static const char text[] =
+        "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n"
+        "</tool_call>\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": "
+        "\"Rome\"}}\n</tool_call>";
+    struct deltas d;
+    deltas_init(&d);
+    int before = 0;
+    stream_in_pieces(text, 5, &d, &before);
+    cr_assert_eq(d.n_misordered, 0);
+    cr_assert_eq(d.n_calls, 2);
+    cr_assert_not_null(strstr(d.args[0].p, "Paris"), "%s", d.args[0].p);
+    cr_assert_not_null(strstr(d.args[1].p, "Rome"), "%s", d.args[1].p);
+    cr_assert_str_neq(d.ids[0], d.ids[1]);
+    deltas_free(&d);
 }

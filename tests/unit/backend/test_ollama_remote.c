@@ -15,7 +15,8 @@ static void feed_cut(struct rec *r, const char *text, size_t cut)
     size_t len = strlen(text);
     int ended = cut > 0 && cut < len ? sb__ollama_stream_feed(s, text, cut) : 0;
     if (!ended)
-        ended = sb__ollama_stream_feed(s, text + (cut < len ? cut : 0), len - (cut < len ? cut : 0));
+        ended =
+            sb__ollama_stream_feed(s, text + (cut < len ? cut : 0), len - (cut < len ? cut : 0));
     if (!ended)
         sb__ollama_stream_eof(s);
     sb__ollama_stream_free(s);
@@ -36,13 +37,13 @@ static void feed_every_way(struct rec *whole, const char *text)
     }
 }
 
-#define LINE(content)                                                                             \
+#define LINE(content)                                                                              \
     "{\"model\":\"llama3.2\",\"created_at\":\"2024-07-22T20:33:28Z\",\"message\":{\"role\":"       \
     "\"assistant\",\"content\":\"" content "\"},\"done\":false}\n"
-#define DONE_LINE(reason)                                                                         \
+#define DONE_LINE(reason)                                                                          \
     "{\"model\":\"llama3.2\",\"created_at\":\"2024-07-22T20:33:28Z\",\"message\":{\"role\":"       \
     "\"assistant\",\"content\":\"\"},\"done_reason\":\"" reason "\",\"done\":true,"                \
-    "\"total_duration\":885095291,\"load_duration\":3753500,\"prompt_eval_count\":26,"           \
+    "\"total_duration\":885095291,\"load_duration\":3753500,\"prompt_eval_count\":26,"             \
     "\"prompt_eval_duration\":328493000,\"eval_count\":9,\"eval_duration\":552222000}\n"
 
 Test(ollama_ndjson, text_usage_and_finish_at_any_split)
@@ -62,9 +63,10 @@ Test(ollama_ndjson, text_usage_and_finish_at_any_split)
 Test(ollama_ndjson, length_and_generate_lines)
 {
     struct rec r;
-    feed_every_way(&r, "{\"model\":\"m\",\"response\":\"Once\",\"done\":false}\r\n"
-                       "{\"model\":\"m\",\"response\":\"\",\"done\":true,\"done_reason\":\"length\","
-                       "\"prompt_eval_count\":3,\"eval_count\":1}");
+    feed_every_way(&r,
+                   "{\"model\":\"m\",\"response\":\"Once\",\"done\":false}\r\n"
+                   "{\"model\":\"m\",\"response\":\"\",\"done\":true,\"done_reason\":\"length\","
+                   "\"prompt_eval_count\":3,\"eval_count\":1}");
     cr_assert_str_eq(r.text.p, "Once");
     cr_assert_eq(r.reason, SB_FINISH_LENGTH);
     rec_free(&r);
@@ -73,20 +75,36 @@ Test(ollama_ndjson, length_and_generate_lines)
 Test(ollama_ndjson, tool_calls_arrive_whole)
 {
     struct rec r;
-    feed_every_way(&r,
-                   "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\","
-                   "\"tool_calls\":[{\"function\":{\"name\":\"get_weather\",\"arguments\":"
-                   "{\"city\":\"Paris\",\"unit\":\"c\"}}},{\"id\":\"call_x\",\"function\":"
-                   "{\"index\":1,\"name\":\"get_time\",\"arguments\":{}}}]},\"done\":false}\n" DONE_LINE(
-                       "stop"));
+    feed_every_way(
+        &r,
+        "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\","
+        "\"tool_calls\":[{\"id\":\"call_w\",\"function\":{\"name\":\"get_weather\",\"arguments\":"
+        "{\"city\":\"Paris\",\"unit\":\"c\"}}},{\"id\":\"call_x\",\"function\":"
+        "{\"index\":1,\"name\":\"get_time\",\"arguments\":{}}}]},\"done\":false}\n" DONE_LINE(
+            "stop"));
     cr_assert_eq(r.n_misordered, 0);
     cr_assert_eq(r.n_tools, 2);
     cr_assert_str_eq(r.tools[0].name, "get_weather");
     cr_assert_str_eq(r.tools[0].args.p, "{\"city\":\"Paris\",\"unit\":\"c\"}");
-    cr_assert(strncmp(r.tools[0].id, "call_", 5) == 0);
+    cr_assert_str_eq(r.tools[0].id, "call_w");
     cr_assert_str_eq(r.tools[1].id, "call_x");
     cr_assert_str_eq(r.tools[1].args.p, "{}");
     cr_assert_eq(r.reason, SB_FINISH_TOOL_CALLS);
+    rec_free(&r);
+}
+
+Test(ollama_ndjson, calls_without_an_id_get_one)
+{
+    struct rec r;
+    rec_init(&r);
+    feed_cut(
+        &r,
+        "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":"
+        "[{\"function\":{\"name\":\"f\",\"arguments\":{}}}]},\"done\":false}\n" DONE_LINE("stop"),
+        0);
+    cr_assert_eq(r.n_tools, 1);
+    cr_assert(strncmp(r.tools[0].id, "call_", 5) == 0 && strlen(r.tools[0].id) > 5, "%s",
+              r.tools[0].id);
     rec_free(&r);
 }
 
@@ -116,8 +134,9 @@ Test(ollama_ndjson, http_errors)
     struct rec r;
     rec_init(&r);
     struct sb__ollama_stream *s = sb__ollama_stream_new(rec_sink, &r, false);
-    sb__ollama_stream_http_error(s, 404, SB_STR_LIT("{\"error\":\"model \\\"x\\\" not found, try "
-                                                    "pulling it first\"}"),
+    sb__ollama_stream_http_error(s, 404,
+                                 SB_STR_LIT("{\"error\":\"model \\\"x\\\" not found, try "
+                                            "pulling it first\"}"),
                                  0);
     sb__ollama_stream_free(s);
     cr_assert_eq(r.err_status, 404);
@@ -177,7 +196,10 @@ Test(ollama_render, chat_exactly)
     struct sb_message msgs[] = {
         {.role = SB_ROLE_USER, .parts = user, .n_parts = 2},
         {.role = SB_ROLE_ASSISTANT, .tool_calls = &call, .n_tool_calls = 1},
-        {.role = SB_ROLE_TOOL, .parts = &result, .n_parts = 1, .tool_call_id = SB_STR_LIT("call_1")},
+        {.role = SB_ROLE_TOOL,
+         .parts = &result,
+         .n_parts = 1,
+         .tool_call_id = SB_STR_LIT("call_1")},
     };
     struct sb_tool tool = {SB_STR_LIT("look"), SB_STR_LIT("Looks."), SB_STR_NULL};
     struct sb_request req;

@@ -61,14 +61,14 @@ static void feed_every_way(struct rec *whole, const char *text)
     free(cuts);
 }
 
-#define CHUNK(delta, finish)                                                                      \
+#define CHUNK(delta, finish)                                                                       \
     "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"             \
     "\"model\":\"gpt-4o-mini-2024\",\"choices\":[{\"index\":0,\"delta\":" delta                    \
     ",\"logprobs\":null,\"finish_reason\":" finish "}],\"usage\":null}\n\n"
-#define USAGE_CHUNK                                                                               \
+#define USAGE_CHUNK                                                                                \
     "data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"created\":1,"             \
     "\"model\":\"gpt-4o-mini-2024\",\"choices\":[],\"usage\":{\"prompt_tokens\":21,"               \
-    "\"completion_tokens\":5,\"total_tokens\":26,\"prompt_tokens_details\":{\"cached_tokens\":16,"  \
+    "\"completion_tokens\":5,\"total_tokens\":26,\"prompt_tokens_details\":{\"cached_tokens\":16," \
     "\"audio_tokens\":0}}}\n\n"
 #define DONE "data: [DONE]\n\n"
 
@@ -78,8 +78,9 @@ static void feed_every_way(struct rec *whole, const char *text)
 Test(openai_sse, text_usage_and_finish_at_any_split)
 {
     const char *text = CHUNK("{\"role\":\"assistant\",\"content\":\"\",\"refusal\":null}", "null")
-        CHUNK("{\"content\":\"Hello, \"}", "null") CHUNK("{\"content\":\"w\\u00f6rld \\u2603\"}", "null")
-            CHUNK("{}", "\"stop\"") USAGE_CHUNK DONE;
+        CHUNK("{\"content\":\"Hello, \"}", "null")
+            CHUNK("{\"content\":\"w\\u00f6rld \\u2603\"}", "null") CHUNK("{}", "\"stop\"")
+                USAGE_CHUNK DONE;
     struct rec r;
     feed_every_way(&r, text);
     cr_assert_eq(r.n_start, 1);
@@ -97,17 +98,18 @@ Test(openai_sse, text_usage_and_finish_at_any_split)
 
 Test(openai_sse, tool_call_deltas_assemble_in_order)
 {
-    const char *text =
-        CHUNK("{\"role\":\"assistant\",\"content\":null}", "null")
-        CHUNK("{\"tool_calls\":[{\"index\":0,\"id\":\"call_A\",\"type\":\"function\",\"function\":"
-              "{\"name\":\"get_weather\",\"arguments\":\"\"}}]}", "null")
+    const char *text = CHUNK("{\"role\":\"assistant\",\"content\":null}", "null") CHUNK(
+        "{\"tool_calls\":[{\"index\":0,\"id\":\"call_A\",\"type\":\"function\",\"function\":"
+        "{\"name\":\"get_weather\",\"arguments\":\"\"}}]}",
+        "null")
         CHUNK("{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{\\\"city\\\":\"}}]}",
               "null")
-        CHUNK("{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}",
-              "null")
-        CHUNK("{\"tool_calls\":[{\"index\":1,\"id\":\"call_B\",\"type\":\"function\",\"function\":"
-              "{\"name\":\"get_time\",\"arguments\":\"{}\"}}]}", "null")
-        CHUNK("{}", "\"tool_calls\"") USAGE_CHUNK DONE;
+            CHUNK(
+                "{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"\\\"Paris\\\"}\"}}]}",
+                "null") CHUNK("{\"tool_calls\":[{\"index\":1,\"id\":\"call_B\",\"type\":"
+                              "\"function\",\"function\":"
+                              "{\"name\":\"get_time\",\"arguments\":\"{}\"}}]}",
+                              "null") CHUNK("{}", "\"tool_calls\"") USAGE_CHUNK DONE;
     struct rec r;
     feed_every_way(&r, text);
     cr_assert_eq(r.n_misordered, 0);
@@ -125,10 +127,11 @@ Test(openai_sse, tool_call_deltas_assemble_in_order)
 Test(openai_sse, arguments_before_the_name_wait_for_it)
 {
     /* Some compatible servers send arguments first, or no id at all. */
-    const char *text =
-        CHUNK("{\"tool_calls\":[{\"index\":3,\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]}", "null")
-        CHUNK("{\"tool_calls\":[{\"index\":3,\"function\":{\"name\":\"f\",\"arguments\":\":1}\"}}]}",
-              "null") CHUNK("{}", "\"tool_calls\"") DONE;
+    const char *text = CHUNK(
+        "{\"tool_calls\":[{\"index\":3,\"function\":{\"arguments\":\"{\\\"a\\\"\"}}]}", "null")
+        CHUNK(
+            "{\"tool_calls\":[{\"index\":3,\"function\":{\"name\":\"f\",\"arguments\":\":1}\"}}]}",
+            "null") CHUNK("{}", "\"tool_calls\"") DONE;
     struct rec r;
     rec_init(&r);
     feed_whole(&r, text);
@@ -187,9 +190,10 @@ Test(openai_sse, text_completion_chunks)
 
 Test(openai_sse, error_object_inside_the_stream)
 {
-    const char *text = CHUNK("{\"content\":\"partial\"}", "null")
-        "data: {\"error\":{\"message\":\"The server had an error\",\"type\":\"server_error\","
-        "\"code\":null}}\n\n" DONE;
+    const char *text =
+        CHUNK("{\"content\":\"partial\"}", "null") "data: {\"error\":{\"message\":\"The server had "
+                                                   "an error\",\"type\":\"server_error\","
+                                                   "\"code\":null}}\n\n" DONE;
     struct rec r;
     feed_every_way(&r, text);
     cr_assert_eq(r.n_error, 1);
@@ -247,9 +251,25 @@ Test(openai_sse, nothing_after_the_end)
 {
     struct rec r;
     rec_init(&r);
-    feed_whole(&r, CHUNK("{\"content\":\"a\"}", "\"stop\"") DONE CHUNK("{\"content\":\"b\"}", "null"));
+    feed_whole(&r,
+               CHUNK("{\"content\":\"a\"}", "\"stop\"") DONE CHUNK("{\"content\":\"b\"}", "null"));
     cr_assert_eq(r.n_after_end, 0);
     cr_assert_str_eq(r.text.p, "a");
+    rec_free(&r);
+}
+
+Test(openai_sse, a_finished_stream_does_not_stop_the_transfer)
+{
+    /* Stopping at [DONE] would abort before the chunked terminator and lose the connection. */
+    struct rec r;
+    rec_init(&r);
+    struct sb__oai_stream *s = sb__oai_stream_new(rec_sink, &r, false, "openai");
+    const char *text = CHUNK("{\"content\":\"a\"}", "\"stop\"") DONE;
+    cr_assert_eq(sb__oai_stream_feed(s, text, strlen(text)), 0);
+    cr_assert_eq(r.n_finish, 1);
+    cr_assert_eq(sb__oai_stream_feed(s, "data: x\n\n", 9), 0);
+    cr_assert_eq(r.n_error, 0);
+    sb__oai_stream_free(s);
     rec_free(&r);
 }
 
@@ -408,7 +428,10 @@ Test(openai_render, chat_with_tools_exactly)
         {.role = SB_ROLE_SYSTEM, .parts = &sys, .n_parts = 1},
         {.role = SB_ROLE_USER, .parts = user, .n_parts = 2},
         {.role = SB_ROLE_ASSISTANT, .tool_calls = &call, .n_tool_calls = 1},
-        {.role = SB_ROLE_TOOL, .parts = &result, .n_parts = 1, .tool_call_id = SB_STR_LIT("call_1")},
+        {.role = SB_ROLE_TOOL,
+         .parts = &result,
+         .n_parts = 1,
+         .tool_call_id = SB_STR_LIT("call_1")},
     };
     struct sb_tool tool = {SB_STR_LIT("look"), SB_STR_LIT("Looks."),
                            SB_STR_LIT("{\"type\":\"object\"}")};

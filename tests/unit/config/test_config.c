@@ -231,7 +231,8 @@ Test(config_errors, wrong_type)
                   "t.yaml:1:14: model_dirs[0]: expected a path, got a list\n");
     expect_errors("models: [5]\n", "t.yaml:1:10: models[0]: expected a list of mappings with keys "
                                    "name, backend, path, context, threads, parallel, batch, "
-                                   "gpu_layers, chat_template, embeddings, base_url, api_key, "
+                                   "gpu_layers, chat_template, embeddings, load, keep_alive, "
+                                   "queue, base_url, api_key, "
                                    "upstream_model, region, aws_access_key_id, "
                                    "aws_secret_access_key, aws_session_token, timeouts, "
                                    "fallback, retries, breaker, got \"5\"\n");
@@ -243,7 +244,8 @@ Test(config_errors, wrong_type)
     expect_errors("listen:\n  host: \"a\\0b\"\n",
                   "t.yaml:2:9: listen.host: expected a string, got \"a\\u0000b\"\n");
     expect_errors("- a\n", "t.yaml:1:1: expected a mapping with keys listen, log_level, "
-                           "model_dirs, models, ledger, got a list\n");
+                           "model_dirs, models, ledger, local, pricing, infra, privacy, got a "
+                           "list\n");
 }
 
 Test(config_errors, out_of_range)
@@ -268,7 +270,8 @@ Test(config_errors, unknown_key_with_and_without_suggestion)
     expect_errors(MODEL_A "    paralel: 2\n",
                   "t.yaml:5:5: models[0].paralel: unknown key; did you mean \"parallel\"?\n");
     expect_errors("colour: red\n", "t.yaml:1:1: colour: unknown key; expected one of listen, "
-                                   "log_level, model_dirs, models, ledger\n");
+                                   "log_level, model_dirs, models, ledger, local, pricing, "
+                                   "infra, privacy\n");
     expect_errors("log_level: inf\n", "t.yaml:1:12: log_level: expected one of debug, info, warn, "
                                       "error, got \"inf\"; did you mean \"info\"?\n");
 }
@@ -432,6 +435,9 @@ Test(config_summary, prints_what_was_understood)
                        "    chat_template: \"{% for m in messages %}{{ m.content }}{% endfor %}{{ "
                        "'and th\"... (81 bytes)\n"
                        "    embeddings: false\n"
+                       "    load: startup\n"
+                       "    keep_alive: -1\n"
+                       "    queue: 128\n"
                        "    base_url: (not set)\n"
                        "    api_key: (not set)\n"
                        "    upstream_model: (not set)\n"
@@ -458,7 +464,24 @@ Test(config_summary, prints_what_was_understood)
                        "  commit_interval_ms: 50\n"
                        "  queue_size: 2048\n"
                        "  retention_days: 0\n"
-                       "  content_logging: false\n";
+                       "  content_logging: false\n"
+                       "local:\n"
+                       "  max_loaded: 0\n"
+                       "pricing: []\n"
+                       "infra:\n"
+                       "  hardware_usd: (not set)\n"
+                       "  depreciation_years: 3\n"
+                       "  power_watts: (not set)\n"
+                       "  electricity_usd_per_kwh: (not set)\n"
+                       "  utilization: 0.5\n"
+                       "  engineer_hours_per_month: (not set)\n"
+                       "  engineer_usd_per_hour: (not set)\n"
+                       "  maintenance_usd_per_month: (not set)\n"
+                       "  tokens_per_s: (not set)\n"
+                       "privacy:\n"
+                       "  custom_terms: []\n"
+                       "  custom_patterns: []\n"
+                       "  detectors: []\n";
     cr_assert_str_eq(out.p, want);
     sb_buf_free(&out);
     sb_config_free(cfg);

@@ -168,8 +168,8 @@ Test(config_remote, values_are_checked)
                   "\"connect_ms\"?\n");
 }
 
-#define TWO_MODELS(fa, fb)                                                                        \
-    "models:\n  - name: alpha\n    backend: openai\n    fallback: " fa "\n"                       \
+#define TWO_MODELS(fa, fb)                                                                         \
+    "models:\n  - name: alpha\n    backend: openai\n    fallback: " fa "\n"                        \
     "  - name: beta\n    backend: openai\n    fallback: " fb "\n"
 
 Test(config_fallback, a_chain_that_ends_is_fine)

@@ -101,6 +101,24 @@ static char *read_response(int fd)
     return buf;
 }
 
+/* Reads until what has arrived contains want. Returns it malloc'd. */
+static char *read_until(int fd, const char *want)
+{
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+
+    cr_assert_not_null(buf);
+    buf[0] = '\0';
+    while (strstr(buf, want) == NULL) {
+        cr_assert_lt(len, cap - 1, "response too long");
+        ssize_t n = recv(fd, buf + len, cap - 1 - len, 0);
+        cr_assert_gt(n, 0, "connection closed or timed out after %zu bytes: %s", len, buf);
+        len += (size_t)n;
+        buf[len] = '\0';
+    }
+    return buf;
+}
+
 static char *exchange(const char *request)
 {
     int fd = dial();
@@ -291,11 +309,126 @@ Test(server, pipelined_requests_are_answered_in_order)
     char *r;
 
     send_all(fd, reqs, strlen(reqs));
-    r = read_response(fd);
+    /* Both may arrive in one read: read until the second is there. */
+    r = read_until(fd, "\"unknown_url\"}}");
     assert_has(r, "HTTP/1.1 200 OK\r\n");
-    free(r);
-    r = read_response(fd);
     assert_has(r, "HTTP/1.1 404 Not Found\r\n");
+    cr_assert_lt(strstr(r, "HTTP/1.1 200 OK\r\n"), strstr(r, "HTTP/1.1 404 Not Found\r\n"));
     free(r);
     close(fd);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Each API's paths answer errors in that API's shape.
+ * ------------------------------------------------------------------------------------------- */
+/* Sends a Content-Length over the limit to path; returns the response. */
+static char *post_too_large(const char *path)
+{
+    char head[256];
+    char body[LIMIT + 1];
+    int fd = dial();
+    char *r;
+
+    memset(body, 'a', sizeof(body));
+    snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
+             path, sizeof(body));
+    send_all(fd, head, strlen(head));
+    send_all(fd, body, sizeof(body));
+    r = read_response(fd);
+    close(fd);
+    return r;
+}
+
+Test(server, a_body_over_the_limit_gets_the_error_shape_of_its_paths_api)
+{
+    char *r = post_too_large("/v1/messages");
+    assert_has(r, "HTTP/1.1 413 Content Too Large\r\n");
+    assert_has(r, "{\"type\":\"error\",\"error\":{\"type\":\"request_too_large\"");
+    free(r);
+    r = post_too_large("/api/chat?x=1");
+    assert_has(r, "HTTP/1.1 413 Content Too Large\r\n");
+    assert_has(r, "\r\n\r\n{\"error\":\"The request body is larger");
+    free(r);
+    /* The next connection's request is its own: OpenAI's shape again. */
+    r = post_too_large("/v1/chat/completions");
+    assert_has(r, "\"code\":\"request_too_large\"");
+    free(r);
+}
+
+Test(server, unknown_models_and_paths_answer_in_each_apis_shape)
+{
+    char *r = post("/v1/messages", "{\"model\":\"claude-x\",\"max_tokens\":5,\"messages\":[{\"role\":"
+                                   "\"user\",\"content\":\"hi\"}]}");
+    assert_has(r, "HTTP/1.1 404 Not Found\r\n");
+    assert_has(r, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\"");
+    free(r);
+    r = post("/api/chat", "{\"model\":\"llama\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    assert_has(r, "HTTP/1.1 404 Not Found\r\n");
+    assert_has(r, "\r\n\r\n{\"error\":\"model 'llama' not found\"}");
+    free(r);
+    r = post("/api/show", "{\"model\":\"llama\"}");
+    assert_has(r, "HTTP/1.1 404 Not Found\r\n");
+    assert_has(r, "\r\n\r\n{\"error\":\"model 'llama' not found\"}");
+    free(r);
+    r = exchange("POST /api/pull HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+    assert_has(r, "HTTP/1.1 404 Not Found\r\n");
+    assert_has(r, "\r\n\r\n{\"error\":\"Invalid URL (POST /api/pull)");
+    free(r);
+    r = exchange("GET /api/chat HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "HTTP/1.1 405 Method Not Allowed\r\n");
+    assert_has(r, "\r\n\r\n{\"error\":");
+    free(r);
+    r = exchange("GET /v1/messages/count_tokens HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "HTTP/1.1 404 Not Found\r\n");
+    assert_has(r, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\"");
+    free(r);
+}
+
+Test(server, ollamas_informational_endpoints)
+{
+    char *r = exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "HTTP/1.1 200 OK\r\n");
+    assert_has(r, "\r\n\r\nOllama is running");
+    free(r);
+    r = exchange("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "HTTP/1.1 200 OK\r\n");
+    cr_assert_null(strstr(r, "Ollama is running"), "HEAD has no body: %s", r);
+    free(r);
+    r = exchange("GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "{\"version\":\"");
+    free(r);
+    r = exchange("GET /api/tags HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "{\"models\":[]}");
+    free(r);
+    r = exchange("GET /api/ps HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "{\"models\":[]}");
+    free(r);
+}
+
+Test(server, the_model_list_takes_anthropics_shape_for_anthropic_clients)
+{
+    char *r = exchange("GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "\"object\":\"list\"");
+    free(r);
+    r = exchange("GET /v1/models HTTP/1.1\r\nHost: x\r\nanthropic-version: 2023-06-01\r\n\r\n");
+    assert_has(r, "\"has_more\":false");
+    free(r);
+    r = exchange("GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Api-Key: k\r\n\r\n");
+    assert_has(r, "\"has_more\":false");
+    free(r);
+}
+
+Test(server, metrics_are_prometheus_text)
+{
+    char *r;
+
+    /* A refused model request is metered too. */
+    free(post("/v1/chat/completions", "{\"mo"));
+    r = exchange("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_has(r, "HTTP/1.1 200 OK\r\n");
+    assert_has(r, "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n");
+    assert_has(r, "# TYPE switchboard_requests_total counter\n");
+    assert_has(r, "switchboard_requests_total{model=\"\",backend=\"\",status=\"400\"} ");
+    assert_has(r, "# TYPE switchboard_gateway_overhead_seconds histogram\n");
+    free(r);
 }

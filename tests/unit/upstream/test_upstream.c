@@ -55,7 +55,8 @@ static void serve(struct evhttp_request *req, void *arg)
         evhttp_add_header(out, "X-Test", "yes");
         reply_text(req, 200, "hello world");
     } else if (strcmp(path, "/echo") == 0) {
-        const char *auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+        const char *auth =
+            evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
         char n[32];
         snprintf(n, sizeof n, "%zu", auth ? strlen(auth) : (size_t)0);
         evhttp_add_header(out, "X-Got-Auth", n);
@@ -130,7 +131,7 @@ struct seen {
     char x_test[16];
     char retry_after[16];
     bool reused;
-    int abort_after;   /* on_data returns non-zero once this many pieces arrived (0 = never) */
+    int abort_after;     /* on_data returns non-zero once this many pieces arrived (0 = never) */
     bool cancel_in_data; /* cancel from inside on_data */
     bool stop_loop;      /* on_done breaks the loop */
     struct sb_upstream_xfer *x;

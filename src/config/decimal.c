@@ -1,0 +1,47 @@
+/* Decimal configuration values (prices, watts, years) read exactly into whole millionths, so money
+ * is integer arithmetic from the file onwards and never passes through a binary float. */
+#include "config/config.h"
+
+/* Fraction digits kept: one millionth (a micro-dollar of a dollar amount). */
+#define MICRO_DIGITS 6
+
+int sb_config_parse_micros(const char *text, int64_t max, int64_t *out)
+{
+    int64_t whole = 0, frac = 0;
+    int frac_digits = 0, int_digits = 0;
+    bool dot = false;
+    const int64_t limit = max < 0 ? 0 : max;
+
+    if (text == NULL || text[0] == '\0')
+        return SB_EINVAL;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p == '.' && !dot) {
+            dot = true;
+            continue;
+        }
+        if (*p < '0' || *p > '9')
+            return SB_EINVAL;
+        int digit = *p - '0';
+        if (!dot) {
+            whole = whole * 10 + digit;
+            int_digits++;
+            /* Checked at each digit, so whole stays far below overflow. */
+            if (whole > limit / 1000000)
+                return SB_EINVAL;
+        } else if (frac_digits < MICRO_DIGITS) {
+            frac = frac * 10 + digit;
+            frac_digits++;
+        } else if (digit != 0) {
+            return SB_EINVAL; /* finer than a millionth: refused rather than rounded */
+        }
+    }
+    if (int_digits == 0 && frac_digits == 0)
+        return SB_EINVAL; /* "." alone */
+    for (int i = frac_digits; i < MICRO_DIGITS; i++)
+        frac *= 10;
+    int64_t v = whole * 1000000 + frac;
+    if (v > limit)
+        return SB_EINVAL;
+    *out = v;
+    return 0;
+}
