@@ -22,21 +22,23 @@ static uint32_t rnd(void)
 }
 
 static const char *const words[] = {
-    "the", "model", "request", "answer", "context", "summary", "customer", "order", "invoice",
-    "shipping", "please", "review", "update", "between", "latency", "tokens", "budget", "report",
-    "quarterly", "revenue", "deployment", "cluster", "weekly", "sync", "meeting", "notes", "draft",
-    "Grüße", "naïve", "café", "日本語", "données", "straße", "über", "config", "server", "error",
-    "function", "return", "value", "string", "vector", "thread", "buffer", "memory", "and", "of",
-    "to", "in", "is", "for", "with", "on", "that", "this", "it", "as", "was", "be", "at", "by",
+    "the",     "model",    "request",   "answer",  "context",    "summary",  "customer", "order",
+    "invoice", "shipping", "please",    "review",  "update",     "between",  "latency",  "tokens",
+    "budget",  "report",   "quarterly", "revenue", "deployment", "cluster",  "weekly",   "sync",
+    "meeting", "notes",    "draft",     "Grüße",   "naïve",      "café",     "日本語",   "données",
+    "straße",  "über",     "config",    "server",  "error",      "function", "return",   "value",
+    "string",  "vector",   "thread",    "buffer",  "memory",     "and",      "of",       "to",
+    "in",      "is",       "for",       "with",    "on",         "that",     "this",     "it",
+    "as",      "was",      "be",        "at",      "by",
 };
 
 /* Benign pieces that look a little like PII: numbers, dates, versions, times, code. */
 static const char *const benign[] = {
-    "v1.2.3",        "2024-03-15",   "12:30:45",      "$1,299.99",      "42",
-    "3.14159",       "std::vector",  "{\"id\": 17}",  "x = y + 1;",     "100%",
-    "ISO 9001",      "RFC 5321",     "port 8080",     "0.5 ms",         "#1234",
-    "a->b",          "(see p. 12)",  "10/20/2023",    "5 x 4 = 20",     "fn(a, b)",
-    "user_id=991",   "-h --help",    "sha256:ab12cd", "Q3 2024",        "1e-9",
+    "v1.2.3",      "2024-03-15",  "12:30:45",      "$1,299.99",  "42",
+    "3.14159",     "std::vector", "{\"id\": 17}",  "x = y + 1;", "100%",
+    "ISO 9001",    "RFC 5321",    "port 8080",     "0.5 ms",     "#1234",
+    "a->b",        "(see p. 12)", "10/20/2023",    "5 x 4 = 20", "fn(a, b)",
+    "user_id=991", "-h --help",   "sha256:ab12cd", "Q3 2024",    "1e-9",
 };
 
 /* Values a detector should find, in the formats people write. */

@@ -6,6 +6,8 @@
 #   scripts/deps.sh packages   Debian packages only
 #   scripts/deps.sh llama      llama.cpp only; prints nothing else
 #   scripts/deps.sh prefix     prints the llama.cpp install prefix (building it if missing)
+#   scripts/deps.sh llama-server   builds llama.cpp's own server from the same pinned release and
+#                              flags into PREFIX/bin (once), for bench/; prints its path
 #
 # Environment: SB_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/switchboard), LLAMA_CUDA=1.
 set -euo pipefail
@@ -28,6 +30,7 @@ packages=(
   build-essential pkg-config cmake git ca-certificates
   libevent-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev
   libcriterion-dev zlib1g-dev libvectorscan-dev
+  prometheus
 )
 # Tools wanted as commands: any install that provides the command will do (Node.js may come from
 # elsewhere than Debian, with its own npm).
@@ -97,10 +100,48 @@ build_llama() {
   rm -rf "$prefix" && mv "$prefix.tmp" "$prefix"
 }
 
+# llama.cpp's own server, for the benchmark that compares Switchboard's local backend against it:
+# the same bundle and the same CPU flags as the libraries above, so the two serve with the same
+# kernels. Built once into PREFIX/bin; nothing in the build or the tests needs it.
+build_llama_server() {
+  build_llama || return 1
+  local bin="$prefix/bin/llama-server"
+  if [ ! -x "$bin" ]; then
+    local work
+    work=$(mktemp -d "${TMPDIR:-/tmp}/sb-llama-server.XXXXXX")
+    trap 'rm -rf "$work"' RETURN
+    log "fetching node-llama-cpp@$NODE_LLAMA_CPP_VERSION for llama-server $LLAMA_CPP_TAG"
+    (cd "$work" && npm pack --silent "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >/dev/null)
+    tar -xzf "$work"/node-llama-cpp-*.tgz -C "$work" package/llama/gitRelease.bundle
+    git clone -q "$work/package/llama/gitRelease.bundle" "$work/src" 2>/dev/null
+    local head
+    head=$(git -C "$work/src" rev-parse --short=7 HEAD)
+    if [ "$head" != "$LLAMA_CPP_COMMIT" ]; then
+      log "bundle is at $head, expected $LLAMA_CPP_COMMIT: update scripts/versions.env"
+      return 1
+    fi
+    local cuda=OFF
+    [ "$variant" = cuda ] && cuda=ON
+    log "building llama-server $LLAMA_CPP_TAG ($variant) into $prefix/bin (a few minutes)"
+    cmake -S "$work/src" -B "$work/build" -DCMAKE_BUILD_TYPE=Release \
+      -DBUILD_SHARED_LIBS=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_TOOLS=ON \
+      -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_APP=OFF \
+      -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_COMMON=ON \
+      -DGGML_NATIVE=ON -DGGML_CUDA="$cuda" -DGGML_CUDA_NCCL=OFF -DCMAKE_POSITION_INDEPENDENT_CODE=ON >"$work/cmake.log" 2>&1 ||
+      { tail -30 "$work/cmake.log" >&2; return 1; }
+    cmake --build "$work/build" -j "$(nproc)" --target llama-server >"$work/build.log" 2>&1 ||
+      { tail -40 "$work/build.log" >&2; return 1; }
+    mkdir -p "$prefix/bin"
+    cp "$work/build/bin/llama-server" "$bin.tmp" && mv "$bin.tmp" "$bin"
+  fi
+  echo "$bin"
+}
+
 case "${1:-all}" in
   packages) install_packages ;;
   llama) build_llama ;;
   prefix) system_llama || { build_llama && echo "$prefix"; } ;;
+  llama-server) build_llama_server ;;
   all) install_packages && build_llama ;;
-  *) echo "usage: scripts/deps.sh [all|packages|llama|prefix]" >&2; exit 2 ;;
+  *) echo "usage: scripts/deps.sh [all|packages|llama|prefix|llama-server]" >&2; exit 2 ;;
 esac

@@ -9,9 +9,11 @@
 #include "config/config.h"
 #include "http/http.h"
 #include "ledger/ledger.h"
+#include "models/models.h"
 #include "report/pricing.h"
 #include "report/report.h"
 #include "resil/resil.h"
+#include "route/route.h"
 
 #ifndef SB_VERSION
 #define SB_VERSION "0.1.0"
@@ -52,6 +54,27 @@ static const struct command commands[] = {
      sb_report_cli},
     {"advise", NULL, "[--since 30d] [--format text|json] [--ledger PATH] [--config FILE]",
      "LOCAL, CLOUD or HYBRID, with the measured reasons", sb_advise_cli},
+    {"route", "explain",
+     "[--config FILE] [--sensitivity low|medium|high] [--format text|json] "
+     "[--endpoint chat|completions|embeddings] [FILE|-]",
+     "the routing decision for an OpenAI-style request body, and why; loads and sends nothing",
+     sb_route_explain_cli},
+    {"models", "list", "[--config FILE] [--dir DIR]",
+     "the models in the model folders, with size, sha256 and source when pulled",
+     sb_models_list_cli},
+    {"models", "show", "NAME|FILE [--config FILE] [--dir DIR]",
+     "a model's GGUF metadata: architecture, parameters, quantization, context, chat template",
+     sb_models_show_cli},
+    {"models", "pull", "SOURCE [--name NAME] [--sha256 HEX] [--dir DIR] [--config FILE]",
+     "download a GGUF from an https:// URL or hf:ORG/REPO/FILE.gguf (resumes; checks the "
+     "header and sha256) into the first model folder",
+     sb_models_pull_cli},
+    {"models", "rm", "NAME [--config FILE] [--dir DIR]",
+     "delete a model's file (and partial download) and its manifest entry", sb_models_rm_cli},
+    {"models", "synth",
+     "--shape SHAPE --type f16|q8_0|q4_0 --vocab VOCAB.gguf --out FILE [--seed N]",
+     "write a random-weight GGUF in a real model's shape (llama-3.2-1b, ...), for benchmarks",
+     sb_models_synth_cli},
     {"help", NULL, "", "print this help", cmd_help},
 };
 
@@ -137,7 +160,9 @@ static struct sb_backend **create_backends(const struct sb_config *cfg)
             fprintf(stderr, "switchboard: model \"%s\": unknown backend \"%s\"\n", m->name, m->backend);
             goto fail;
         }
-        int rc = ops->create(m, &backends[i], err, sizeof(err));
+        int rc = sb_models_verify_pin(m, err, sizeof(err)); /* a sha256: pin, checked first */
+        if (rc == 0)
+            rc = ops->create(m, &backends[i], err, sizeof(err));
         if (rc != 0) {
             fprintf(stderr, "switchboard: model \"%s\" could not be loaded: %s\n", m->name,
                     err[0] ? err : sb_strerror(rc));
@@ -208,7 +233,8 @@ static int serve_setup(struct serve_state *st)
                 cfg->listen.port, err);
         return EXIT_SETUP;
     }
-    /* WIRE: sb_server_set_ledger(st->server, st->ledger); sb_server_set_pricing(...) */
+    sb_server_set_ledger(st->server, st->ledger);   /* borrowed; NULL = no ledger */
+    sb_server_set_pricing(st->server, st->pricing); /* borrowed */
     return 0;
 }
 

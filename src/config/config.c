@@ -185,6 +185,10 @@ static const struct sb__cfg_key model_keys[] = {
      .type = SB__CFG_STR,
      FIELD(struct sb_model_config, path),
      .doc = "the GGUF file, looked up along the model search path when relative"},
+    {.name = "sha256",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_model_config, sha256),
+     .doc = "local: the GGUF's sha256 (64 hex digits); serve refuses a file that differs"},
     {.name = "context",
      .type = SB__CFG_INT,
      FIELD(struct sb_model_config, n_ctx),
@@ -535,6 +539,155 @@ static const struct sb__cfg_section privacy_section = {
     .check = check_privacy,
 };
 
+/* Routing policy: rules of conditions and actions. Checks within an entry run with the entry;
+ * model and PII kind names are checked with the root, once models and privacy are read. */
+static void check_policy_when(struct sb__cfg_check *chk, void *entry);
+static void check_policy_action(struct sb__cfg_check *chk, void *entry);
+static void check_policy_rule(struct sb__cfg_check *chk, void *entry);
+
+static const struct sb__cfg_key policy_when_keys[] = {
+    {.name = "model",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_policy_when_config, model),
+     .count_offset = offsetof(struct sb_policy_when_config, n_model),
+     .doc = "the requested model aliases the rule applies to"},
+    {.name = "key",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_policy_when_config, key),
+     .count_offset = offsetof(struct sb_policy_when_config, n_key),
+     .doc = "API key names the rule applies to"},
+    {.name = "team",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_policy_when_config, team),
+     .count_offset = offsetof(struct sb_policy_when_config, n_team),
+     .doc = "teams (of the API key) the rule applies to"},
+    {.name = "sensitivity",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_policy_when_config, sensitivity),
+     .count_offset = offsetof(struct sb_policy_when_config, n_sensitivity),
+     .doc = "effective sensitivities (low, medium, high): the label or what was detected, the "
+            "higher"},
+    {.name = "pii",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_policy_when_config, pii),
+     .count_offset = offsetof(struct sb_policy_when_config, n_pii),
+     .doc = "PII kinds; the rule applies when any of them was detected in the request"},
+    {.name = "min_prompt_tokens",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_policy_when_config, min_prompt_tokens),
+     .min = 0,
+     .max = INT64_MAX,
+     .doc = "the rule applies to prompts of at least this many tokens"},
+    {.name = "max_prompt_tokens",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_policy_when_config, max_prompt_tokens),
+     .min = 0,
+     .max = INT64_MAX,
+     .doc = "the rule applies to prompts of at most this many tokens"},
+    {.name = "min_max_tokens",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_policy_when_config, min_max_tokens),
+     .min = 0,
+     .max = INT64_MAX,
+     .doc = "the rule applies when max_tokens is at least this (or not set)"},
+    {.name = "tools",
+     .type = SB__CFG_BOOL,
+     FIELD(struct sb_policy_when_config, tools),
+     .doc = "true: the rule applies to requests with tools; false: to requests without"},
+    {.name = "budget_below_usd",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_policy_when_config, budget_below_usd),
+     .max = MICROS(1000000000),
+     .doc = "the rule applies when the remaining budget is below this many USD"},
+};
+
+static const struct sb__cfg_section policy_when_section = {
+    .name = "policy.rules[].when",
+    .keys = policy_when_keys,
+    .n_keys = SB_ARRAY_LEN(policy_when_keys),
+    .size = sizeof(struct sb_policy_when_config),
+    .check = check_policy_when,
+};
+
+static const struct sb__cfg_key policy_action_keys[] = {
+    {.name = "route",
+     .type = SB__CFG_STR_LIST,
+     FIELD(struct sb_policy_action_config, route),
+     .count_offset = offsetof(struct sb_policy_action_config, n_route),
+     .doc = "the models (by name) that serve the request, tried in order"},
+    {.name = "pseudonymize",
+     .type = SB__CFG_BOOL,
+     FIELD(struct sb_policy_action_config, pseudonymize),
+     .def = "false",
+     .doc = "replace detected values with placeholders before a non-local backend gets them"},
+    {.name = "deny",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_policy_action_config, deny),
+     .doc = "refuse the request (403) with this reason"},
+};
+
+static const struct sb__cfg_section policy_action_section = {
+    .name = "policy.rules[].action",
+    .keys = policy_action_keys,
+    .n_keys = SB_ARRAY_LEN(policy_action_keys),
+    .size = sizeof(struct sb_policy_action_config),
+    .check = check_policy_action,
+};
+
+static const struct sb__cfg_key policy_rule_keys[] = {
+    {.name = "id",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_policy_rule_config, id),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "the rule's name, unique; shown in x-switchboard-route and route explain"},
+    {.name = "when",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_policy_rule_config, when),
+     .section = &policy_when_section,
+     .doc = "conditions that must all hold; none = every request"},
+    {.name = "action",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_policy_rule_config, action),
+     .section = &policy_action_section,
+     .flags = SB__CFG_REQUIRED,
+     .doc = "what a matching request gets: route, pseudonymize, deny"},
+};
+
+static const struct sb__cfg_section policy_rule_section = {
+    .name = "policy.rules[]",
+    .keys = policy_rule_keys,
+    .n_keys = SB_ARRAY_LEN(policy_rule_keys),
+    .size = sizeof(struct sb_policy_rule_config),
+    .line_offset = offsetof(struct sb_policy_rule_config, line),
+    .column_offset = offsetof(struct sb_policy_rule_config, column),
+    .unique_key = "id",
+    .check = check_policy_rule,
+};
+
+static const char *const policy_defaults[] = {"hybrid", "none", NULL};
+
+static const struct sb__cfg_key policy_keys[] = {
+    {.name = "rules",
+     .type = SB__CFG_LIST,
+     FIELD(struct sb_policy_config, rules),
+     .count_offset = offsetof(struct sb_policy_config, n_rules),
+     .section = &policy_rule_section,
+     .doc = "rules tried in order; the first that matches decides"},
+    {.name = "default",
+     .type = SB__CFG_ENUM,
+     FIELD(struct sb_policy_config, default_policy),
+     .choices = policy_defaults,
+     .def = "hybrid",
+     .doc = "when no rule matches: hybrid (the built-in policy) or none (the model's own chain)"},
+};
+
+static const struct sb__cfg_section policy_section = {
+    .name = "policy",
+    .keys = policy_keys,
+    .n_keys = SB_ARRAY_LEN(policy_keys),
+    .size = sizeof(struct sb_policy_config),
+};
+
 static void check_root(struct sb__cfg_check *chk, void *entry);
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -589,6 +742,11 @@ static const struct sb__cfg_key root_keys[] = {
      FIELD(struct sb_config, privacy),
      .section = &privacy_section,
      .doc = "PII detection: built-in detectors, custom terms and patterns"},
+    {.name = "policy",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, policy),
+     .section = &policy_section,
+     .doc = "routing rules: where each request may and should go (docs/routing.md)"},
 };
 
 static const struct sb__cfg_section root_section = {
@@ -1548,9 +1706,12 @@ static void fallback_visit(struct fallback_walk *w, size_t v, size_t depth)
     w->state[v] = 2;
 }
 
+static void check_policy_refs(struct sb__cfg_check *chk, const struct sb_config *cfg);
+
 static void check_root(struct sb__cfg_check *chk, void *entry)
 {
     const struct sb_config *cfg = entry;
+    check_policy_refs(chk, cfg);
     ptrdiff_t idx = find_key(chk->sec, "models");
     if (cfg->n_models == 0 || idx < 0)
         return;
@@ -1665,6 +1826,258 @@ static void check_privacy(struct sb__cfg_check *chk, void *entry)
             }
         }
     }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Policy: what an entry can tell alone is checked with it; names of models and PII kinds once the
+ * whole file is read (check_policy_refs, from check_root).
+ * ------------------------------------------------------------------------------------------- */
+/* The sensitivity labels; route/route.c parses the same three (config does not depend on it). */
+static const char *const sensitivity_names[] = {"low", "medium", "high"};
+
+/* Ids go into a response header and messages: a small, safe alphabet. */
+#define POLICY_ID_MAX 64
+
+static void report_item(struct parse *ps, const yaml_node_t *item, const yaml_node_t *fallback,
+                        const char *fmt, ...) SB_PRINTF(4, 5);
+
+/* Reports at item (a list element) or, when it is unknown, at fallback. */
+static void report_item(struct parse *ps, const yaml_node_t *item, const yaml_node_t *fallback,
+                        const char *fmt, ...)
+{
+    struct sb_buf msg;
+    sb_buf_init(&msg, 16 << 10);
+    va_list ap;
+    va_start(ap, fmt);
+    sb_buf_vprintf(&msg, fmt, ap);
+    va_end(ap);
+    report(ps, item != NULL ? item->start_mark : fallback->start_mark, "%s",
+           msg.p != NULL ? msg.p : "invalid value");
+    sb_buf_free(&msg);
+}
+
+/* Reports a problem with element i of the list at key (of the entry being checked). */
+static void check_report_item(struct sb__cfg_check *chk, const char *key, size_t i, const char *msg)
+{
+    ptrdiff_t idx = find_key(chk->sec, key);
+    const yaml_node_t *list = idx >= 0 ? chk->values[idx] : NULL;
+    const yaml_node_t *item = sequence_item(chk->ps, list, i);
+    size_t old = path_push(chk->ps, "%s%s[%zu]", chk->ps->path_len > 0 ? "." : "", key, i);
+    report_item(chk->ps, item, list != NULL ? list : chk->map, "%s", msg);
+    path_pop(chk->ps, old);
+}
+
+static void check_policy_when(struct sb__cfg_check *chk, void *entry)
+{
+    struct sb_policy_when_config *w = entry;
+    w->has_min_prompt_tokens = check_has(chk, "min_prompt_tokens");
+    w->has_max_prompt_tokens = check_has(chk, "max_prompt_tokens");
+    w->has_min_max_tokens = check_has(chk, "min_max_tokens");
+    w->has_tools = check_has(chk, "tools");
+    check_decimals(chk, entry);
+    /* An empty list would match no request at all, which is never what was meant. */
+    for (size_t i = 0; i < chk->sec->n_keys; i++) {
+        const struct sb__cfg_key *key = &chk->sec->keys[i];
+        size_t count;
+        if (key->type != SB__CFG_STR_LIST || chk->values[i] == NULL)
+            continue;
+        memcpy(&count, field_at(entry, key->count_offset), sizeof count);
+        if (count == 0)
+            check_report(chk, key->name,
+                         "an empty list matches no request; expected at least one value, or no "
+                         "\"%s\" key (any value)",
+                         key->name);
+    }
+    struct sb_buf msg;
+    sb_buf_init(&msg, 4096);
+    for (size_t i = 0; i < w->n_sensitivity; i++) {
+        const char *v = w->sensitivity[i];
+        bool known = false;
+        for (size_t k = 0; k < SB_ARRAY_LEN(sensitivity_names) && v != NULL && !known; k++)
+            known = strcmp(v, sensitivity_names[k]) == 0;
+        if (known || v == NULL)
+            continue;
+        sb_buf_reset(&msg);
+        sb_buf_append_c(&msg, "unknown sensitivity ");
+        append_quoted(&msg, v, strlen(v));
+        const char *hint = closest(v, sensitivity_names, SB_ARRAY_LEN(sensitivity_names));
+        if (hint != NULL)
+            sb_buf_printf(&msg, "; did you mean \"%s\"?", hint);
+        sb_buf_append_c(&msg, "; expected low, medium or high");
+        check_report_item(chk, "sensitivity", i, msg.p != NULL ? msg.p : "unknown sensitivity");
+    }
+    sb_buf_free(&msg);
+    if (w->has_min_prompt_tokens && w->has_max_prompt_tokens &&
+        w->min_prompt_tokens > w->max_prompt_tokens)
+        check_report(chk, "min_prompt_tokens",
+                     "min_prompt_tokens (%lld) is above max_prompt_tokens (%lld), so no prompt "
+                     "matches; expected min_prompt_tokens <= max_prompt_tokens",
+                     (long long)w->min_prompt_tokens, (long long)w->max_prompt_tokens);
+}
+
+static void check_policy_action(struct sb__cfg_check *chk, void *entry)
+{
+    const struct sb_policy_action_config *a = entry;
+    if (a->deny != NULL && a->deny[0] == '\0')
+        check_report(chk, "deny", "an empty reason; expected what the client is told (403)");
+    if (check_has(chk, "route") && a->n_route == 0)
+        check_report(chk, "route",
+                     "an empty list routes nowhere; expected at least one model, or "
+                     "deny: \"reason\"");
+    if (a->n_route > SB_POLICY_MAX_ROUTE)
+        check_report(chk, "route", "%zu models; expected at most %d", a->n_route,
+                     SB_POLICY_MAX_ROUTE);
+    if (a->deny != NULL && a->n_route > 0)
+        check_report(chk, "deny", "deny and route exclude each other; expected one of them");
+    if (a->deny != NULL && a->pseudonymize)
+        check_report(chk, "deny",
+                     "pseudonymize does nothing for a denied request; expected deny alone");
+    for (size_t j = 0; j < a->n_route; j++) {
+        bool twice = false;
+        for (size_t k = 0; k < j && !twice && a->route[j] != NULL; k++)
+            twice = a->route[k] != NULL && strcmp(a->route[k], a->route[j]) == 0;
+        if (twice)
+            check_report_item(chk, "route", j,
+                              "the model is listed twice; expected each model once");
+    }
+}
+
+static void check_policy_rule(struct sb__cfg_check *chk, void *entry)
+{
+    const struct sb_policy_rule_config *r = entry;
+    if (r->id != NULL) {
+        size_t n = strlen(r->id);
+        bool ok = n > 0 && n <= POLICY_ID_MAX;
+        for (size_t i = 0; i < n && ok; i++) {
+            char c = r->id[i];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '_' || c == '-' || c == '.';
+        }
+        if (!ok)
+            check_report(chk, "id",
+                         "expected 1 to %d letters, digits, '-', '_' or '.' (the id goes into the "
+                         "x-switchboard-route header), got \"%s\"",
+                         POLICY_ID_MAX, r->id);
+        else if (strcmp(r->id, "default") == 0)
+            check_report(chk, "id",
+                         "\"default\" names the default policy in explanations; expected another "
+                         "id");
+    }
+    /* A missing action was reported as a missing required key; an empty one is reported here. */
+    const struct sb_policy_action_config *a = &r->action;
+    ptrdiff_t idx = find_key(chk->sec, "action");
+    const yaml_node_t *action = idx >= 0 ? chk->values[idx] : NULL;
+    /* An empty route list was reported by check_policy_action already. */
+    if (action != NULL && a->n_route == 0 && a->deny == NULL && !a->pseudonymize &&
+        mapping_value(chk->ps, action, "route") == NULL)
+        check_report(chk, "action",
+                     "the rule has no action; expected route: [models], deny: \"reason\" or "
+                     "pseudonymize: true");
+}
+
+/* Appends "; did you mean ...?" for an unknown model name. */
+static void append_model_hint(struct sb_buf *msg, const struct sb_config *cfg, const char *name)
+{
+    const char *names[64];
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->n_models && n < SB_ARRAY_LEN(names); i++)
+        if (cfg->models[i].name != NULL)
+            names[n++] = cfg->models[i].name;
+    const char *hint = closest(name, names, n);
+    if (hint != NULL)
+        sb_buf_printf(msg, "; did you mean \"%s\"?", hint);
+}
+
+/* True when name is a PII kind a rule may name: a built-in detector, "term", or a custom pattern
+ * of this file. */
+static bool pii_kind_known(const struct sb_config *cfg, const char *name)
+{
+    if (sb_privacy_detector_find(name) >= 0 || strcmp(name, "term") == 0)
+        return true;
+    for (size_t i = 0; i < cfg->privacy.n_custom_patterns; i++)
+        if (cfg->privacy.custom_patterns[i].name != NULL &&
+            strcmp(cfg->privacy.custom_patterns[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+static void append_pii_kinds(struct sb_buf *msg, const struct sb_config *cfg, const char *name)
+{
+    size_t nb = 0;
+    const char *const *builtin = sb_privacy_detector_names(&nb);
+    const char *names[SB_PRIVACY_MAX_KINDS];
+    size_t n = 0;
+    for (size_t i = 0; i < nb && n < SB_ARRAY_LEN(names); i++)
+        names[n++] = builtin[i];
+    if (n < SB_ARRAY_LEN(names))
+        names[n++] = "term";
+    for (size_t i = 0; i < cfg->privacy.n_custom_patterns && n < SB_ARRAY_LEN(names); i++)
+        if (cfg->privacy.custom_patterns[i].name != NULL)
+            names[n++] = cfg->privacy.custom_patterns[i].name;
+    const char *hint = closest(name, names, n);
+    if (hint != NULL)
+        sb_buf_printf(msg, "; did you mean \"%s\"?", hint);
+    sb_buf_append_c(msg, "; expected one of ");
+    for (size_t i = 0; i < n; i++)
+        sb_buf_printf(msg, "%s%s", i > 0 ? ", " : "", names[i]);
+}
+
+/* Where the names of one list of a rule are checked: the list's field, and how to judge a name. */
+struct policy_names {
+    const char *map;  /* "when" or "action" */
+    const char *list; /* the key of the list in it */
+    size_t field;     /* offset of the char ** in struct sb_policy_rule_config */
+    size_t count;     /* offset of its size_t count */
+    bool pii;         /* names are PII kinds, else models */
+};
+
+static const struct policy_names policy_name_lists[] = {
+    {"when", "model", offsetof(struct sb_policy_rule_config, when.model),
+     offsetof(struct sb_policy_rule_config, when.n_model), false},
+    {"when", "pii", offsetof(struct sb_policy_rule_config, when.pii),
+     offsetof(struct sb_policy_rule_config, when.n_pii), true},
+    {"action", "route", offsetof(struct sb_policy_rule_config, action.route),
+     offsetof(struct sb_policy_rule_config, action.n_route), false},
+};
+
+static void check_policy_refs(struct sb__cfg_check *chk, const struct sb_config *cfg)
+{
+    struct parse *ps = chk->ps;
+    const yaml_node_t *rules = mapping_value(ps, mapping_value(ps, chk->map, "policy"), "rules");
+    struct sb_buf msg;
+    sb_buf_init(&msg, 16 << 10);
+    for (size_t i = 0; i < cfg->policy.n_rules; i++) {
+        struct sb_policy_rule_config *r = &cfg->policy.rules[i];
+        const yaml_node_t *item = sequence_item(ps, rules, i);
+        for (size_t l = 0; l < SB_ARRAY_LEN(policy_name_lists); l++) {
+            const struct policy_names *pl = &policy_name_lists[l];
+            char **names;
+            size_t n;
+            memcpy(&names, field_at(r, pl->field), sizeof names);
+            memcpy(&n, field_at(r, pl->count), sizeof n);
+            const yaml_node_t *list = mapping_value(ps, mapping_value(ps, item, pl->map), pl->list);
+            for (size_t j = 0; j < n; j++) {
+                const char *name = names[j];
+                if (name == NULL ||
+                    (pl->pii ? pii_kind_known(cfg, name) : model_index(cfg, name) >= 0))
+                    continue;
+                sb_buf_reset(&msg);
+                sb_buf_append_c(&msg, pl->pii ? "unknown PII kind " : "unknown model ");
+                append_quoted(&msg, name, strlen(name));
+                if (pl->pii) {
+                    append_pii_kinds(&msg, cfg, name);
+                } else {
+                    sb_buf_append_c(&msg, "; expected the name of a model in this file");
+                    append_model_hint(&msg, cfg, name);
+                }
+                size_t old = path_push(ps, "policy.rules[%zu].%s.%s[%zu]", i, pl->map, pl->list, j);
+                report_item(ps, sequence_item(ps, list, j), item != NULL ? item : chk->map, "%s",
+                            msg.p != NULL ? msg.p : "unknown name");
+                path_pop(ps, old);
+            }
+        }
+    }
+    sb_buf_free(&msg);
 }
 
 /* ---------------------------------------------------------------------------------------------

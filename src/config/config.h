@@ -16,6 +16,7 @@ struct sb_model_config {
     char *name;          /* the alias clients ask for */
     char *backend;       /* "local" (more kinds come with the cloud backends) */
     char *path;          /* GGUF file; absolute once sb_config_resolve_models has run */
+    char *sha256;        /* hex sha256 the GGUF must have; serve checks it (NULL = no pin) */
     int32_t n_ctx;       /* context in tokens; 0 = the model's training context, at most 8192 */
     int32_t n_threads;   /* 0 = online cores - 1, at least 1 */
     int32_t n_parallel;  /* sequence slots decoded together; default 4 */
@@ -120,6 +121,60 @@ struct sb_infra_config {
     char *tokens_per_s;              /* throughput assumed when the ledger measured none */
 };
 
+/* The most models a policy rule's `route` may list (the router's chains hold at most this many). */
+#define SB_POLICY_MAX_ROUTE 32
+
+/* A policy rule's conditions (section `policy.rules[].when`). Every condition written must hold
+ * for the rule to match; one not written always holds. Validated by the config parser: model
+ * names exist, sensitivities are low/medium/high, PII kinds are detector, "term" or custom
+ * pattern names, lists are not empty, min <= max. src/route compiles and evaluates them. */
+struct sb_policy_when_config {
+    char **model; /* requested aliases (models[].name) */
+    size_t n_model;
+    char **key; /* API key names */
+    size_t n_key;
+    char **team; /* teams of the API key */
+    size_t n_team;
+    char **sensitivity; /* "low", "medium", "high": the request's effective sensitivity */
+    size_t n_sensitivity;
+    char **pii; /* PII kinds; holds when any of them was detected */
+    size_t n_pii;
+    int64_t min_prompt_tokens; /* holds when the prompt has at least this many tokens */
+    int64_t max_prompt_tokens; /* holds when the prompt has at most this many tokens */
+    int64_t min_max_tokens;    /* holds when max_tokens is at least this (unset = unbounded) */
+    bool tools;                /* holds when the request has tools (true) or has none (false) */
+    char *budget_below_usd;    /* decimal text: holds when the remaining budget is below it */
+    /* Which scalar conditions were written (lists and strings tell by their own emptiness). */
+    bool has_min_prompt_tokens, has_max_prompt_tokens, has_min_max_tokens, has_tools;
+};
+
+/* What a matching rule does (section `policy.rules[].action`): route, or deny; pseudonymize may
+ * come with route or alone (then the requested model's configured chain serves). */
+struct sb_policy_action_config {
+    char **route; /* models (models[].name) to try, in order; at most SB_POLICY_MAX_ROUTE */
+    size_t n_route;
+    bool pseudonymize; /* detected values are replaced before a non-local backend receives them */
+    char *deny;        /* the reason given to the client (403); NULL = not a deny */
+};
+
+/* One rule (section `policy.rules[]`). */
+struct sb_policy_rule_config {
+    char *id; /* unique; letters, digits, '-', '_', '.'; in x-switchboard-route and messages */
+    struct sb_policy_when_config when;
+    struct sb_policy_action_config action;
+    int line;   /* where the entry starts in the file (1-based), for messages */
+    int column; /* and its column (1-based) */
+};
+
+/* Routing policy (section `policy:`): rules tried in order, first match wins; when none matches,
+ * `default` decides: "hybrid" (the built-in hybrid policy, docs/routing.md) or "none" (the
+ * requested model's configured chain). */
+struct sb_policy_config {
+    struct sb_policy_rule_config *rules;
+    size_t n_rules;
+    char *default_policy; /* key `default`: "hybrid" (default) | "none" */
+};
+
 struct sb_config {
     char *source; /* the file it came from, or "<default>" */
     struct sb_listen_config listen;
@@ -134,6 +189,7 @@ struct sb_config {
     struct sb_infra_config infra;
     struct sb_privacy_config privacy;
     struct sb_local_config local;
+    struct sb_policy_config policy;
 };
 
 /* Parses YAML text. name is used in error messages ("switchboard.yaml:12:5: ..."). base_dir is

@@ -30,8 +30,8 @@ struct sb__exchange {
     struct sb_buf out;
     struct sb__meter meter;
     const struct sb__meter_series *series; /* the served (model, backend)'s, from START */
-    size_t asked, served; /* model indexes; sb__server_n_models() = none */
-    char served_model[128]; /* START's model name, cut to fit */
+    size_t asked, served;                  /* model indexes; sb__server_n_models() = none */
+    char served_model[128];                /* START's model name, cut to fit */
     enum x_state state;
     int status;       /* what the client was told; 499 when it left first (nginx's convention) */
     const char *note; /* static; for the log line */
@@ -41,6 +41,8 @@ struct sb__exchange {
     bool started;      /* the backend accepted the call: on_done is owed */
     bool backend_done;
     bool cancel_sent;
+    bool metered;      /* the ledger row and metrics are done */
+    uint64_t event_t0; /* when handling the current backend event began; 0 outside one */
     char id[40];
 };
 
@@ -65,9 +67,20 @@ static void exchange_free(struct sb__exchange *x)
     free(x);
 }
 
-/* The request is over: its ledger row and metrics. */
+/* The response is over for the client: the request's ledger row and metrics, once. Done when
+ * the response is handed over rather than when the backend is done, so that a client that has
+ * read a whole response finds it in /metrics (and the row queued for the ledger). */
 static void exchange_meter(struct sb__exchange *x)
 {
+    if (x->metered)
+        return;
+    x->metered = true;
+    /* Inside an event's handling: what it took so far counts; on_event adds the rest. */
+    if (x->event_t0 != 0) {
+        uint64_t now = sb_now_ns();
+        x->meter.handling_ns += now - x->event_t0;
+        x->event_t0 = now;
+    }
     x->meter.status = x->status;
     sb__meter_record(x->loop->server, &x->meter, x->asked, x->served);
 }
@@ -79,7 +92,7 @@ static void exchange_finish(struct sb__exchange *x)
 
     if (x->status == 499)
         x->note = "(the client closed the connection)";
-    exchange_meter(x);
+    exchange_meter(x); /* already done unless the response never ended (a bug elsewhere) */
     sb__log_request(x->id, x->method, x->route->path, x->status, x->model, x->t0,
                     x->meter.have_usage ? &x->meter.usage : NULL, x->req.stream, x->note);
     if (x->prev != NULL)
@@ -113,6 +126,7 @@ static void exchange_detach(struct sb__exchange *x)
     x->conn->exchange = NULL;
 }
 
+/* x->status must be final before this: the request is metered here. */
 static void exchange_handed_over(struct sb__exchange *x)
 {
     if (x->meter.t_end == 0)
@@ -120,14 +134,15 @@ static void exchange_handed_over(struct sb__exchange *x)
     x->state = X_ENDED;
     x->ev = NULL;
     x->conn = NULL;
+    exchange_meter(x);
 }
 
 /* The client has gone (seen at a send): nothing more is sent, and the call stops. */
 static void exchange_lost(struct sb__exchange *x)
 {
     exchange_detach(x);
-    exchange_handed_over(x);
     x->status = 499;
+    exchange_handed_over(x);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -323,18 +338,22 @@ static void on_event(struct sb_call *call, const struct sb_event *ev)
     uint64_t gap = 0;
     bool cancel = false;
 
+    x->event_t0 = now;
     if (ev->type == SB_EV_START)
         note_start(x, ev);
     /* Inter-token latency is what a streaming client sees between pieces. */
     if (sb__meter_event(&x->meter, ev, now, &gap) && x->req.stream && x->series != NULL)
         sb_metrics_observe(x->series->inter_token, (double)gap / 1e9);
-    if (x->state == X_ENDED)
+    if (x->state == X_ENDED) {
+        x->event_t0 = 0;
         return; /* the client left or was answered; the cancel is on its way */
+    }
     if (x->req.stream)
         cancel = on_stream_event(x, ev);
     else
         cancel = on_whole_event(x, ev);
-    x->meter.handling_ns += sb_now_ns() - now;
+    x->meter.handling_ns += sb_now_ns() - x->event_t0;
+    x->event_t0 = 0;
     if (cancel)
         exchange_cancel(x);
 }
@@ -420,13 +439,14 @@ static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
     memcpy(x->req.id, x->id, sizeof(x->req.id));
     x->meter.model = x->req.model;
     x->meter.streamed = x->req.stream;
-    x->asked = sb__server_model_index(s, x->req.model);
-    x->backend = sb__server_find_backend(s, x->req.model, &x->model);
-    if (x->backend == NULL) {
+    x->asked = sb__server_model_index_for(s, codec->api, x->req.model);
+    if (x->asked == sb__server_n_models(s)) {
         sb__server_model_not_found(s, codec->api, x->req.model, err);
         sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, SB_ENOTFOUND, err->http_status);
         return SB_ENOTFOUND;
     }
+    x->backend = s->backends[x->asked];
+    x->model = s->cfg->models[x->asked].name;
     x->render = sb_arena_alloc(x->arena, codec->render_size ? codec->render_size : 1);
     rc = x->render != NULL ? codec->render_init(x->render, &x->req) : SB_ENOMEM;
     x->render_ready = x->render != NULL;

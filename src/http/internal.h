@@ -32,6 +32,12 @@
 #define SB__GRACE_S 10
 /* ...and cancelled calls this long to come back from their backends before the loop gives up. */
 #define SB__CANCEL_WAIT_S 5
+/* After libevent refused a request with an error page and closed the connection, the rest of
+ * what the client sends is read and dropped for at most this long and this many bytes, so that
+ * the close does not reset the connection before the client has read the error (a chunked body
+ * over the limit, which libevent 2.1 does not linger over itself). */
+#define SB__LINGER_S         5
+#define SB__LINGER_MAX_BYTES ((size_t)64 << 20)
 /* While a model answers, the connection is read only to notice the client leaving; a client that
  * sends more than this meanwhile (pipelining) is no longer watched. */
 #define SB__WATCH_INPUT_MAX 4096
@@ -49,6 +55,7 @@ struct sb__conn;
 struct sb__exchange;
 struct sb__route;
 struct sb__meter_series;
+struct sb__linger;
 
 /* ---------------------------------------------------------------------------------------------
  * Server and loops
@@ -73,6 +80,8 @@ struct sb__loop {
     struct sb__exchange *exchanges; /* every model call not yet done (doubly linked) */
     size_t n_exchanges;
     size_t n_busy; /* connections with a request whose response is not fully written yet */
+    struct sb__linger *lingers; /* closed connections still being drained (server.c) */
+    bool freeing;               /* sb_server_free is closing every connection */
 };
 
 struct sb_server {
@@ -107,6 +116,8 @@ struct sb_backend *sb__server_find_backend(const struct sb_server *s, struct sb_
                                            const char **cfg_name);
 /* The index of the model named name among the configured ones, or sb__server_n_models(s). */
 size_t sb__server_model_index(const struct sb_server *s, struct sb_str name);
+/* The same as a client of api names it: Ollama's "name:latest" is the model "name". */
+size_t sb__server_model_index_for(const struct sb_server *s, enum sb_api api, struct sb_str name);
 /* Fills err with a 404 model_not_found: for API api's clients, in its words (Ollama's "model 'x'
  * not found"; otherwise a message that lists the models that exist). */
 void sb__server_model_not_found(const struct sb_server *s, enum sb_api api, struct sb_str name,
@@ -132,6 +143,7 @@ struct sb__conn {
     bool busy;        /* a request arrived and its response is not fully written yet */
     bool watching;    /* reading only to notice the client leaving (sb__conn_watch) */
     bool fix_pending; /* libevent wrote an error page that the kick will rewrite */
+    bool refused;     /* we rewrote such a page: libevent closes the connection after it */
     struct evbuffer_cb_entry *in_cb; /* our watch on the input buffer, for path */
     /* The path of the latest request line seen at the head of the input, so that an error page
      * libevent writes for that request (413, bad headers) gets the path's API error shape; "" when
@@ -304,12 +316,12 @@ struct sb__meter {
     /* Who and what. The pointers are borrowed from the exchange and the config. */
     const char *request_id;
     enum sb_api api;
-    struct sb_str model;  /* the alias asked for, as sent (may name no model); empty if unparsed */
-    const char *backend;  /* the configured model that served (START's backend), or NULL */
-    const char *tried;    /* the configured model whose backend was started, or NULL */
+    struct sb_str model; /* the alias asked for, as sent (may name no model); empty if unparsed */
+    const char *backend; /* the configured model that served (START's backend), or NULL */
+    const char *tried;   /* the configured model whose backend was started, or NULL */
     const char *served_model; /* START's model (as the provider names it), or NULL */
     bool streamed;
-    int status;           /* the HTTP status sent to the client (499: the client left first) */
+    int status; /* the HTTP status sent to the client (499: the client left first) */
     /* When. */
     uint64_t t0;          /* the request had arrived */
     uint64_t t_started;   /* the backend's start() returned */

@@ -83,8 +83,7 @@ const char *sb__error_class(int status, enum sb__origin origin, int code, int fa
 /* ---------------------------------------------------------------------------------------------
  * The meter
  * ------------------------------------------------------------------------------------------- */
-bool sb__meter_event(struct sb__meter *m, const struct sb_event *ev, uint64_t now,
-                     uint64_t *gap_ns)
+bool sb__meter_event(struct sb__meter *m, const struct sb_event *ev, uint64_t now, uint64_t *gap_ns)
 {
     bool gap = false;
 
@@ -112,8 +111,7 @@ bool sb__meter_event(struct sb__meter *m, const struct sb_event *ev, uint64_t no
         sb__meter_fail(m, SB__ORIGIN_BACKEND, ev->error.code, ev->error.http_status);
         break;
     case SB_EV_EMBEDDING:
-    case SB_EV_FINISH:
-        break;
+    case SB_EV_FINISH: break;
     }
     return gap;
 }
@@ -154,9 +152,9 @@ void sb__meter_row(const struct sb__meter *m, int64_t ts_ms, uint64_t now_ns, in
      * attempts and in switchboard_fallbacks_total. */
     sb_ledger_copy(row->backends_tried, sizeof(row->backends_tried), sb_str_c(tried));
     sb_ledger_copy(row->backend, sizeof(row->backend), sb_str_c(m->backend));
-    sb_ledger_copy(row->error_class, sizeof(row->error_class),
-                   sb_str_c(sb__error_class(m->status, m->fail_origin, m->fail_code,
-                                            m->fail_status)));
+    sb_ledger_copy(
+        row->error_class, sizeof(row->error_class),
+        sb_str_c(sb__error_class(m->status, m->fail_origin, m->fail_code, m->fail_status)));
     row->status = m->status;
     /* Without a START the backend was tried once as far as this layer can tell. */
     row->attempts = m->have_start ? m->attempts : tried != NULL ? 1 : 0;
@@ -322,8 +320,7 @@ static int64_t request_cost(const struct sb_server *s, const struct sb__meter *m
         return -1;
     mc = &s->cfg->models[i];
     /* The provider's name for the model first: it carries the dated version prices key on. */
-    const char *const names[] = {served < n ? m->served_model : NULL, mc->upstream_model,
-                                 mc->name};
+    const char *const names[] = {served < n ? m->served_model : NULL, mc->upstream_model, mc->name};
     return sb__meter_cost(s->pricing, sb__meter_kind_priced(mc->backend), names,
                           SB_ARRAY_LEN(names), m->have_usage ? &m->usage : NULL);
 }

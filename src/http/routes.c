@@ -139,7 +139,7 @@ struct api_prefix {
 };
 
 static const struct api_prefix api_prefixes[] = {
-    {"/api/", &sb_ollama_codec},           /* Ollama's endpoints we do not serve (pull, ...) */
+    {"/api/", &sb_ollama_codec},            /* Ollama's endpoints we do not serve (pull, ...) */
     {"/v1/messages/", &sb_anthropic_codec}, /* count_tokens, batches */
 };
 
@@ -443,7 +443,7 @@ static void handle_ollama_show(struct sb__req *r)
         sb__reply_error(r, &err, NULL);
         goto done;
     }
-    i = sb__server_model_index(s, name);
+    i = sb__server_model_index_for(s, SB_API_OLLAMA, name);
     if (i == sb__server_n_models(s)) {
         sb__server_model_not_found(s, SB_API_OLLAMA, name, &err);
         sb__reply_error(r, &err, NULL);

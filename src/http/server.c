@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "http/internal.h"
 
@@ -43,6 +44,18 @@ size_t sb__server_model_index(const struct sb_server *s, struct sb_str name)
             return i;
     }
     return n;
+}
+
+size_t sb__server_model_index_for(const struct sb_server *s, enum sb_api api, struct sb_str name)
+{
+    static const struct sb_str latest = SB_STR_LIT(":latest");
+    size_t i = sb__server_model_index(s, name);
+
+    /* Ollama's clients may name the default tag; our models have none. */
+    if (i == sb__server_n_models(s) && api == SB_API_OLLAMA && name.len > latest.len &&
+        memcmp(name.p + name.len - latest.len, latest.p, latest.len) == 0)
+        i = sb__server_model_index(s, (struct sb_str){name.p, name.len - latest.len});
+    return i;
 }
 
 struct sb_backend *sb__server_find_backend(const struct sb_server *s, struct sb_str name,
@@ -127,6 +140,96 @@ static void conn_arm_deadline(struct sb__conn *c)
     evtimer_add(c->deadline, &tv);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Lingering close. Closing a socket with unread input makes the kernel reset the connection, and
+ * a client still sending its body then loses the error it was answered with. libevent lingers
+ * over a Content-Length body that is too large, not over a chunked one; so when it closes a
+ * connection it refused, we keep a duplicate of the socket and read (and drop) what still comes,
+ * until the client closes, SB__LINGER_MAX_BYTES or SB__LINGER_S.
+ * ------------------------------------------------------------------------------------------- */
+struct sb__linger {
+    struct sb__loop *loop;
+    struct sb__linger *prev, *next;
+    struct event *ev;
+    int fd;            /* ours: a dup of the connection's socket */
+    size_t left;       /* bytes still to be dropped */
+    uint64_t deadline; /* sb_now_ns() */
+};
+
+static void linger_free(struct sb__linger *l)
+{
+    if (l->prev != NULL)
+        l->prev->next = l->next;
+    else
+        l->loop->lingers = l->next;
+    if (l->next != NULL)
+        l->next->prev = l->prev;
+    event_free(l->ev);
+    close(l->fd);
+    free(l);
+}
+
+static void linger_read(evutil_socket_t fd, short what, void *arg)
+{
+    struct sb__linger *l = arg;
+    uint64_t now = sb_now_ns();
+    char buf[16384];
+    struct timeval tv;
+
+    /* A few reads a wake-up, so that a fast sender cannot hold the loop. */
+    for (int reads = 0; (what & EV_READ) != 0 && reads < 16; reads++) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            break; /* the event fires again while there is more */
+        if (n <= 0 || (size_t)n >= l->left) {
+            linger_free(l); /* the client closed, the connection failed, or enough was read */
+            return;
+        }
+        l->left -= (size_t)n;
+    }
+    if (now >= l->deadline) {
+        linger_free(l);
+        return;
+    }
+    tv.tv_sec = (time_t)((l->deadline - now) / 1000000000u);
+    tv.tv_usec = (suseconds_t)((l->deadline - now) % 1000000000u / 1000u);
+    event_add(l->ev, &tv);
+}
+
+/* Takes over draining a refused connection's socket before libevent closes its own descriptor.
+ * On failure the socket is simply closed, as before. */
+static void linger_start(struct sb__loop *loop, int fd)
+{
+    struct sb__linger *l = calloc(1, sizeof(*l));
+    const struct timeval tv = {SB__LINGER_S, 0};
+
+    if (l == NULL)
+        return;
+    l->loop = loop;
+    l->fd = fd >= 0 ? dup(fd) : -1;
+    l->left = SB__LINGER_MAX_BYTES;
+    l->deadline = sb_now_ns() + (uint64_t)SB__LINGER_S * 1000000000u;
+    if (l->fd < 0 || evutil_make_socket_nonblocking(l->fd) != 0) {
+        if (l->fd >= 0)
+            close(l->fd);
+        free(l);
+        return;
+    }
+    l->ev = event_new(loop->base, l->fd, EV_READ, linger_read, l);
+    if (l->ev == NULL) {
+        close(l->fd);
+        free(l);
+        return;
+    }
+    /* The error page is already in the kernel's buffer: end our side so the client reads it. */
+    shutdown(l->fd, SHUT_WR);
+    l->next = loop->lingers;
+    if (l->next != NULL)
+        l->next->prev = l;
+    loop->lingers = l;
+    event_add(l->ev, &tv);
+}
+
 /* libevent's close callback: the client left, a timeout fired, or the server is being freed. */
 static void conn_closed(struct evhttp_connection *evcon, void *arg)
 {
@@ -134,6 +237,8 @@ static void conn_closed(struct evhttp_connection *evcon, void *arg)
     struct sb__exchange *x = c->exchange;
 
     SB_UNUSED(evcon);
+    if (c->refused && !c->loop->freeing)
+        linger_start(c->loop, (int)bufferevent_getfd(c->bev));
     c->evcon = NULL;
     c->exchange = NULL;
     if (x != NULL)
@@ -246,6 +351,7 @@ static void conn_fix(struct sb__conn *c)
         evbuffer_add_buffer(out, keep);
         evbuffer_add(out, resp.p, resp.len);
         c->in_send = false;
+        c->refused = true;
         sb__log_request(id, 0, NULL, status, NULL, 0, NULL, false,
                         "(refused by the HTTP parser before the request was read)");
     }
@@ -296,8 +402,7 @@ static void conn_output_changed(struct evbuffer *buf, const struct evbuffer_cb_i
  * still at the head of the input: a request line is there when its first bytes arrive on an idle
  * connection, and again when the request before it has been consumed. A body that happened to
  * start like a request line would only pick the error shape of a refusal that follows. */
-static void conn_input_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info,
-                               void *arg)
+static void conn_input_changed(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 {
     struct sb__conn *c = arg;
     char head[SB__MAX_SNIFFED_PATH + 16];
@@ -696,8 +801,11 @@ void sb_server_free(struct sb_server *s)
                "%zu model calls never finished; their memory stays allocated so that their "
                "backends cannot write into freed memory",
                loop->n_exchanges);
+    loop->freeing = true;
     if (loop->http != NULL)
         evhttp_free(loop->http); /* closes every connection; conn_closed frees what we kept */
+    while (loop->lingers != NULL)
+        linger_free(loop->lingers);
     while (loop->conns != NULL)
         conn_free(loop->conns); /* connections freed before their setup step ran */
     if (s->stop_ev)

@@ -34,10 +34,10 @@ enum sb_pii_kind {
     SB_PII_CUSTOM,                  /* the first custom pattern */
 };
 
-#define SB_PRIVACY_MAX_KINDS 64    /* built-in + term + custom patterns */
-#define SB_PRIVACY_MAX_PATTERNS 50 /* custom patterns in a config */
-#define SB_PRIVACY_MAX_TERMS 10000 /* custom terms in a config */
-#define SB_PRIVACY_NAME_MAX 32     /* a custom pattern's name, in bytes */
+#define SB_PRIVACY_MAX_KINDS    64    /* built-in + term + custom patterns */
+#define SB_PRIVACY_MAX_PATTERNS 50    /* custom patterns in a config */
+#define SB_PRIVACY_MAX_TERMS    10000 /* custom terms in a config */
+#define SB_PRIVACY_NAME_MAX     32    /* a custom pattern's name, in bytes */
 /* The longest placeholder: "<" tag "_" number ">" (tag <= SB_PRIVACY_NAME_MAX, number <= 10). */
 #define SB_PRIVACY_PLACEHOLDER_MAX 48
 

@@ -15,8 +15,8 @@
 
 struct entry {
     uint32_t kind;
-    bool reserved;            /* a placeholder the request's own text uses: never restored */
-    struct sb_str value;      /* the value as the user wrote it (JSON escapes decoded) */
+    bool reserved;             /* a placeholder the request's own text uses: never restored */
+    struct sb_str value;       /* the value as the user wrote it (JSON escapes decoded) */
     struct sb_str placeholder; /* "<EMAIL_1>" */
 };
 
@@ -25,11 +25,11 @@ struct sb_privacy_map {
     struct sb_arena *arena;
     struct entry *entries;
     size_t n, cap;
-    uint32_t *by_value; /* 1 + entry index, 0 = empty; keyed by (kind, value) */
-    uint32_t *by_ph;    /* keyed by placeholder */
-    size_t slots;       /* a power of two, more than twice n */
+    uint32_t *by_value;                  /* 1 + entry index, 0 = empty; keyed by (kind, value) */
+    uint32_t *by_ph;                     /* keyed by placeholder */
+    size_t slots;                        /* a power of two, more than twice n */
     uint32_t next[SB_PRIVACY_MAX_KINDS]; /* the last number handed out per kind */
-    size_t n_values;    /* entries that are not reserved */
+    size_t n_values;                     /* entries that are not reserved */
 };
 
 static uint64_t hash_bytes(uint64_t h, const char *s, size_t n)
@@ -249,12 +249,12 @@ struct rewrite {
     struct sb_privacy_scratch *s;
     struct sb_privacy_map *m;
     struct sb_pii_counts counts;
-    struct sb_buf work;  /* the text being rebuilt */
-    struct sb_str text;  /* the text being scanned */
+    struct sb_buf work; /* the text being rebuilt */
+    struct sb_str text; /* the text being scanned */
     bool json;
-    size_t prev;         /* bytes of text already copied into work */
-    size_t replaced;     /* in this text */
-    size_t texts;        /* texts changed, for the log */
+    size_t prev;     /* bytes of text already copied into work */
+    size_t replaced; /* in this text */
+    size_t texts;    /* texts changed, for the log */
 };
 
 /* Called for each match of the text being rewritten: copies what precedes it, then its
@@ -434,8 +434,8 @@ static int release(struct sb_privacy_restorer *r, struct sb_buf *out)
 {
     struct sb_str held = {r->hold, r->hold_len};
     r->hold_len = 0;
-    const struct entry *e = held.len > 0 && held.p[held.len - 1] == '>' ? map_find_ph(r->map, held)
-                                                                        : NULL;
+    const struct entry *e =
+        held.len > 0 && held.p[held.len - 1] == '>' ? map_find_ph(r->map, held) : NULL;
     if (e == NULL || e->reserved)
         return sb_buf_append_str(out, held);
     return r->json ? sb_buf_append_json_escaped(out, e->value) : sb_buf_append_str(out, e->value);

@@ -32,11 +32,13 @@ struct detector {
     const char *tag;        /* in placeholders: <TAG_1> */
     struct pii_regex re[5]; /* the kind's own regexes */
     sb__pii_parse_fn parse; /* numeric kinds: parses spans cut from numeric tokens */
-    unsigned char min, max; /* numeric kinds: the shortest and longest span, in bytes */
+    /* Numeric kinds: the shortest and longest span in bytes, and in digits; the scan calls the
+     * parser only on spans within both. */
+    unsigned char min, max, min_digits, max_digits;
     const char *doc;
 };
 
-#define HEX "[0-9A-Fa-f]{1,4}"
+#define HEX    "[0-9A-Fa-f]{1,4}"
 #define DOTTED "[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}\\.[0-9]{1,3}"
 
 static const struct detector detectors[SB_PII_N_BUILTIN] = {
@@ -49,10 +51,26 @@ static const struct detector detectors[SB_PII_N_BUILTIN] = {
                       NULL,
                       0,
                       0,
+                      0,
+                      0,
                       "email addresses"},
-    [SB_PII_CARD] = {"card", "CARD", {{0}}, sb__pii_parse_card, 13, 23, /* 19 digits, 4 gaps */
+    [SB_PII_CARD] = {"card",
+                     "CARD",
+                     {{0}},
+                     sb__pii_parse_card,
+                     13,
+                     23,
+                     13,
+                     19,
                      "payment card numbers: issuer range, length, grouping and Luhn"},
-    [SB_PII_SSN] = {"ssn", "SSN", {{0}}, sb__pii_parse_ssn, 11, 11,
+    [SB_PII_SSN] = {"ssn",
+                    "SSN",
+                    {{0}},
+                    sb__pii_parse_ssn,
+                    11,
+                    11,
+                    9,
+                    9,
                     "US social security numbers written with dashes or spaces"},
     /* A run of [A-Z0-9 ] that starts like an IBAN; the validator finds where it starts. */
     [SB_PII_IBAN] = {"iban",
@@ -61,24 +79,41 @@ static const struct detector detectors[SB_PII_N_BUILTIN] = {
                      NULL,
                      0,
                      0,
+                     0,
+                     0,
                      "IBANs: the registry's length for the country, and mod-97 check digits"},
-    [SB_PII_IPV4] = {"ipv4", "IPV4", {{0}}, sb__pii_parse_ipv4, 7, 15,
+    [SB_PII_IPV4] = {"ipv4",
+                     "IPV4",
+                     {{0}},
+                     sb__pii_parse_ipv4,
+                     7,
+                     15,
+                     4,
+                     12,
                      "IPv4 addresses (octets up to 255, no leading zeros)"},
-    [SB_PII_IPV6] = {"ipv6",
-                     "IPV6",
-                     {/* compressed forms, anchored on "::" */
-                      {"(?:" HEX "(?::" HEX "){0,6})?::" HEX "(?::" HEX "){0,6}\\b", 0,
-                       sb__pii_valid_ipv6},
-                      {"(?:" HEX "(?::" HEX "){0,6})?::\\B", 0, sb__pii_valid_ipv6},
-                      {"(?:" HEX "(?::" HEX "){0,5})?::(?:" HEX ":){0,5}" DOTTED "\\b", 0,
-                       sb__pii_valid_ipv6},
-                      /* the full form: where ":h:h:h:h:h:h:" ends */
-                      {"(?::" HEX "){6}:", 0, sb__pii_valid_ipv6_full}},
-                     NULL,
-                     0,
-                     0,
-                     "IPv6 addresses (checked with inet_pton)"},
-    [SB_PII_PHONE] = {"phone", "PHONE", {{0}}, sb__pii_parse_phone, 8, 26,
+    [SB_PII_IPV6] =
+        {"ipv6",
+         "IPV6",
+         {/* compressed forms, anchored on "::" */
+          {"(?:" HEX "(?::" HEX "){0,6})?::" HEX "(?::" HEX "){0,6}\\b", 0, sb__pii_valid_ipv6},
+          {"(?:" HEX "(?::" HEX "){0,6})?::\\B", 0, sb__pii_valid_ipv6},
+          {"(?:" HEX "(?::" HEX "){0,5})?::(?:" HEX ":){0,5}" DOTTED "\\b", 0, sb__pii_valid_ipv6},
+          /* the full form: where ":h:h:h:h:h:h:" ends */
+          {"(?::" HEX "){6}:", 0, sb__pii_valid_ipv6_full}},
+         NULL,
+         0,
+         0,
+         0,
+         0,
+         "IPv6 addresses (checked with inet_pton)"},
+    [SB_PII_PHONE] = {"phone",
+                      "PHONE",
+                      {{0}},
+                      sb__pii_parse_phone,
+                      8,
+                      26,
+                      8,
+                      15,
                       "phone numbers: E.164 (+...) and national formats with separators"},
     [SB_PII_AWS_KEY] = {"aws_key",
                         "AWS_KEY",
@@ -86,11 +121,15 @@ static const struct detector detectors[SB_PII_N_BUILTIN] = {
                         NULL,
                         0,
                         0,
+                        0,
+                        0,
                         "AWS access key ids"},
     [SB_PII_API_KEY] = {"api_key",
                         "API_KEY",
                         {{"\\bsk-[A-Za-z0-9_-]{20}", 23, sb__pii_valid_api_key}},
                         NULL,
+                        0,
+                        0,
                         0,
                         0,
                         "sk- style API keys (sk-..., sk-proj-..., sk-ant-...)"},
@@ -101,11 +140,15 @@ static const struct detector detectors[SB_PII_N_BUILTIN] = {
                              NULL,
                              0,
                              0,
+                             0,
+                             0,
                              "GitHub tokens (ghp_, gho_, ghu_, ghs_, ghr_, github_pat_)"},
     [SB_PII_JWT] = {"jwt",
                     "JWT",
                     {{"\\beyJ[A-Za-z0-9_-]{8,}\\.[A-Za-z0-9_-]+\\.", 0, sb__pii_valid_jwt}},
                     NULL,
+                    0,
+                    0,
                     0,
                     0,
                     "JSON Web Tokens whose header names an alg"},
@@ -117,19 +160,21 @@ static const struct detector detectors[SB_PII_N_BUILTIN] = {
                             NULL,
                             0,
                             0,
+                            0,
+                            0,
                             "PEM private key blocks, BEGIN to END (or a body without its END)"},
 };
 
 /* The numeric token: at least 7 bytes of digits and separators, ending with a digit. Reported at
  * every end; the scan walks back over the token and tries the numeric kinds' parsers. */
-#define NUMERIC_RE "[0-9+(][0-9 ().-]{5,}[0-9]\\b"
-#define NUMERIC_MIN 7  /* the shortest numeric value: 1.1.1.1 */
-#define NUMERIC_MAX 26 /* the longest (a phone number); how far back a token is followed */
+#define NUMERIC_RE    "[0-9+(][0-9 ().-]{5,}[0-9]\\b"
+#define NUMERIC_MIN   7  /* the shortest numeric value: 1.1.1.1 */
+#define NUMERIC_MAX   26 /* the longest (a phone number); how far back a token is followed */
 #define NUMERIC_TOKEN UINT32_MAX /* the kind of the numeric token's pattern */
 
 static const char *const detector_names[SB_PII_N_BUILTIN] = {
-    "email", "card", "ssn", "iban", "ipv4", "ipv6", "phone", "aws_key", "api_key",
-    "github_token", "jwt", "private_key",
+    "email", "card",    "ssn",     "iban",         "ipv4", "ipv6",
+    "phone", "aws_key", "api_key", "github_token", "jwt",  "private_key",
 };
 
 const char *const *sb_privacy_detector_names(size_t *n)
@@ -384,8 +429,8 @@ static bool builtin_enabled(const struct sb_privacy_config *cfg, size_t k)
 /* Checks cfg's names and sizes before anything compiles; writes the first problem into err. */
 static int check_config(const struct sb_privacy_config *cfg, char *err, size_t n)
 {
-    int rc = sb_privacy_check_detectors((const char *const *)cfg->detectors, cfg->n_detectors,
-                                        err, n);
+    int rc =
+        sb_privacy_check_detectors((const char *const *)cfg->detectors, cfg->n_detectors, err, n);
     if (rc != 0)
         return rc;
     if (cfg->n_custom_patterns > SB_PRIVACY_MAX_PATTERNS) {
@@ -479,7 +524,8 @@ static int build_all(struct sb_privacy *p, const struct sb_privacy_config *cfg, 
             return SB_ENOMEM;
     }
     p->prio[SB_PII_TERM] = prio++;
-    if (cfg->n_custom_terms > 0 && (b->owned = calloc(cfg->n_custom_terms, sizeof *b->owned)) == NULL)
+    if (cfg->n_custom_terms > 0 &&
+        (b->owned = calloc(cfg->n_custom_terms, sizeof *b->owned)) == NULL)
         return SB_ENOMEM;
     for (size_t i = 0; i < cfg->n_custom_terms; i++) {
         char *re = term_regex(cfg->custom_terms[i]);
@@ -667,8 +713,9 @@ static bool is_numeric_byte(int c)
 }
 
 /* A numeric token ends at `to`: walks back over it and, from each place a value may start, tries
- * every numeric kind's parser on the span up to `to`. The first start that parses, the
- * leftmost, gives each kind its longest value. */
+ * the numeric kinds' parsers on the span up to `to`. The first start that parses, the leftmost,
+ * gives each kind its longest value. Spans whose length or digit count a kind cannot have are
+ * not parsed: on text dense with numbers, parsing is what this costs. */
 static int on_numeric(struct scan *sc, size_t to)
 {
     const struct sb_privacy *p = sc->p;
@@ -676,6 +723,12 @@ static int on_numeric(struct scan *sc, size_t to)
     size_t lo = to;
     while (lo > 0 && to - lo < NUMERIC_MAX && is_numeric_byte((unsigned char)t[lo - 1]))
         lo--;
+    /* digits[k]: how many digits t[lo + k, to) holds. */
+    unsigned char digits[NUMERIC_MAX + 1];
+    size_t n = to - lo;
+    digits[n] = 0;
+    for (size_t k = n; k-- > 0;)
+        digits[k] = (unsigned char)(digits[k + 1] + (t[lo + k] >= '0' && t[lo + k] <= '9'));
     uint32_t found = 0, all = (1u << p->n_numeric) - 1;
     for (size_t from = lo; from + NUMERIC_MIN <= to && found != all; from++) {
         int c = (unsigned char)t[from];
@@ -684,12 +737,12 @@ static int on_numeric(struct scan *sc, size_t to)
         if (!((c >= '0' && c <= '9') || c == '+' || c == '(') || is_word_byte(b) || b == '+' ||
             b == '(' || b == ')')
             continue;
-        size_t span = to - from;
+        size_t span = to - from, nd = digits[from - lo];
         for (size_t i = 0; i < p->n_numeric; i++) {
-            const struct detector *d = &detectors[p->numeric[i]];
             uint32_t kind = p->numeric[i];
-            if ((found & (1u << i)) || span < d->min || span > d->max ||
-                !d->parse(t, sc->len, from, to))
+            const struct detector *d = &detectors[kind];
+            if ((found & (1u << i)) || span < d->min || span > d->max || nd < d->min_digits ||
+                nd > d->max_digits || !d->parse(t, sc->len, from, to))
                 continue;
             found |= 1u << i;
             int rc = add_cand(sc, p->n_patterns + kind, kind, from, to);
@@ -798,7 +851,8 @@ static int resolve(struct sb_privacy_scratch *s)
             else
                 hi = mid;
         }
-        if ((lo > 0 && s->kept[lo - 1].to > c->from) || (lo < s->n_kept && s->kept[lo].from < c->to))
+        if ((lo > 0 && s->kept[lo - 1].to > c->from) ||
+            (lo < s->n_kept && s->kept[lo].from < c->to))
             continue;
         int rc = cand_reserve(&s->kept, s->n_kept, &s->cap_kept);
         if (rc != 0)
@@ -914,8 +968,8 @@ static long hex4(const char *t, size_t n, size_t i)
 
 /* What each one-letter JSON escape stands for; 0 = not an escape. */
 static const char json_simple[128] = {
-    ['"'] = '"', ['\\'] = '\\', ['/'] = '/', ['b'] = '\b',
-    ['f'] = '\f', ['n'] = '\n', ['r'] = '\r', ['t'] = '\t',
+    ['"'] = '"',  ['\\'] = '\\', ['/'] = '/',  ['b'] = '\b',
+    ['f'] = '\f', ['n'] = '\n',  ['r'] = '\r', ['t'] = '\t',
 };
 
 size_t sb__privacy_json_decode(const char *t, size_t n, char *out, uint32_t *map)

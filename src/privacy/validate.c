@@ -8,13 +8,34 @@
 /* ---------------------------------------------------------------------------------------------
  * Character helpers (ASCII only: bytes >= 0x80 are never digits or letters here)
  * ------------------------------------------------------------------------------------------- */
-static bool is_digit(int c) { return c >= '0' && c <= '9'; }
-static bool is_upper(int c) { return c >= 'A' && c <= 'Z'; }
-static bool is_lower(int c) { return c >= 'a' && c <= 'z'; }
-static bool is_alnum(int c) { return is_digit(c) || is_upper(c) || is_lower(c); }
-static bool is_word(int c) { return is_alnum(c) || c == '_'; }
-static bool is_hex(int c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-static bool is_b64url(int c) { return is_alnum(c) || c == '-' || c == '_'; }
+static bool is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+static bool is_upper(int c)
+{
+    return c >= 'A' && c <= 'Z';
+}
+static bool is_lower(int c)
+{
+    return c >= 'a' && c <= 'z';
+}
+static bool is_alnum(int c)
+{
+    return is_digit(c) || is_upper(c) || is_lower(c);
+}
+static bool is_word(int c)
+{
+    return is_alnum(c) || c == '_';
+}
+static bool is_hex(int c)
+{
+    return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+static bool is_b64url(int c)
+{
+    return is_alnum(c) || c == '-' || c == '_';
+}
 
 /* The byte at i, or 0 outside the text: lets context checks look around without bounds tests. */
 static int at(const char *text, size_t len, size_t i)
@@ -203,8 +224,8 @@ static bool phone_intl(const char *t, size_t len, size_t s, size_t e)
         size_t k = strlen(pp->code);
         if (e - s > k + 1 && memcmp(t + s + 1, pp->code, k) == 0 &&
             !is_digit((unsigned char)t[s + 1 + k])) {
-            size_t national = nd - k - (sb_str_find((struct sb_str){t + s, e - s},
-                                                    SB_STR_LIT("(0)")) >= 0);
+            size_t national =
+                nd - k - (sb_str_find((struct sb_str){t + s, e - s}, SB_STR_LIT("(0)")) >= 0);
             return national >= pp->min && national <= pp->max;
         }
     }
@@ -425,17 +446,16 @@ static const struct iban_country {
     char code[3];
     unsigned char len;
 } iban_countries[] = {
-    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16},
-    {"BG", 22}, {"BH", 22}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28},
-    {"CZ", 24}, {"DE", 22}, {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24},
-    {"FI", 18}, {"FO", 18}, {"FR", 27}, {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18},
-    {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28}, {"IE", 22}, {"IL", 23}, {"IQ", 23},
-    {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20}, {"LB", 28}, {"LC", 32},
-    {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MD", 24}, {"ME", 22},
-    {"MK", 19}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NL", 18}, {"NO", 15}, {"PK", 24},
-    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"SA", 24},
-    {"SC", 31}, {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"ST", 25}, {"SV", 28},
-    {"TL", 23}, {"TN", 24}, {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
+    {"AD", 24}, {"AE", 23}, {"AL", 28}, {"AT", 20}, {"AZ", 28}, {"BA", 20}, {"BE", 16}, {"BG", 22},
+    {"BH", 22}, {"BR", 29}, {"BY", 28}, {"CH", 21}, {"CR", 22}, {"CY", 28}, {"CZ", 24}, {"DE", 22},
+    {"DK", 18}, {"DO", 28}, {"EE", 20}, {"EG", 29}, {"ES", 24}, {"FI", 18}, {"FO", 18}, {"FR", 27},
+    {"GB", 22}, {"GE", 22}, {"GI", 23}, {"GL", 18}, {"GR", 27}, {"GT", 28}, {"HR", 21}, {"HU", 28},
+    {"IE", 22}, {"IL", 23}, {"IQ", 23}, {"IS", 26}, {"IT", 27}, {"JO", 30}, {"KW", 30}, {"KZ", 20},
+    {"LB", 28}, {"LC", 32}, {"LI", 21}, {"LT", 20}, {"LU", 20}, {"LV", 21}, {"MC", 27}, {"MD", 24},
+    {"ME", 22}, {"MK", 19}, {"MR", 27}, {"MT", 31}, {"MU", 30}, {"NL", 18}, {"NO", 15}, {"PK", 24},
+    {"PL", 28}, {"PS", 29}, {"PT", 25}, {"QA", 29}, {"RO", 24}, {"RS", 22}, {"SA", 24}, {"SC", 31},
+    {"SE", 24}, {"SI", 19}, {"SK", 24}, {"SM", 27}, {"ST", 25}, {"SV", 28}, {"TL", 23}, {"TN", 24},
+    {"TR", 26}, {"UA", 29}, {"VA", 22}, {"VG", 24}, {"XK", 20},
 };
 
 bool sb__pii_iban_mod97(const char *s, size_t n)
@@ -475,7 +495,7 @@ static bool iban_at(const char *text, size_t from, size_t to)
             return false;
         compact[m++] = text[i];
     }
-    if (spaced && (to - from - m) != (m - 1) / 4)
+    if (m < 15 || (spaced && (to - from - m) != (m - 1) / 4))
         return false;
     for (size_t i = 0; i < SB_ARRAY_LEN(iban_countries); i++)
         if (memcmp(compact, iban_countries[i].code, 2) == 0)
@@ -500,6 +520,14 @@ bool sb__pii_valid_iban(const char *text, size_t len, size_t *fromp, size_t *top
         if (!is_upper((unsigned char)text[s]) || !is_upper((unsigned char)text[s + 1]) ||
             !is_digit((unsigned char)text[s + 2]) || !is_digit((unsigned char)text[s + 3]) ||
             is_word(before(text, s, 1)))
+            continue;
+        /* The country fixes the length: compact, or spaced every four characters. A run that
+         * ends elsewhere is not this IBAN (most reports are such runs: one per group end). */
+        size_t want = 0;
+        for (size_t i = 0; i < SB_ARRAY_LEN(iban_countries) && want == 0; i++)
+            if (text[s] == iban_countries[i].code[0] && text[s + 1] == iban_countries[i].code[1])
+                want = iban_countries[i].len;
+        if (want == 0 || (to - s != want && to - s != want + (want - 1) / 4))
             continue;
         if (iban_at(text, s, to)) {
             *fromp = s;
@@ -536,9 +564,9 @@ static bool ipv6_at(const char *text, size_t len, size_t from, size_t to)
 bool sb__pii_valid_ipv6(const char *text, size_t len, size_t *fromp, size_t *top)
 {
     size_t to = *top, from = to;
-    while (from > 0 && to - from < 46 &&
-           (is_hex((unsigned char)text[from - 1]) || text[from - 1] == ':' ||
-            text[from - 1] == '.'))
+    while (
+        from > 0 && to - from < 46 &&
+        (is_hex((unsigned char)text[from - 1]) || text[from - 1] == ':' || text[from - 1] == '.'))
         from--;
     /* A sentence's dot before the address is not part of it. */
     while (from < to && text[from] == '.')
@@ -690,8 +718,8 @@ bool sb__pii_valid_jwt(const char *text, size_t len, size_t *fromp, size_t *top)
     if (h < 2)
         return false;
     size_t i = 0;
-    while (i < (size_t)h && (header[i] == ' ' || header[i] == '\t' || header[i] == '\r' ||
-                             header[i] == '\n'))
+    while (i < (size_t)h &&
+           (header[i] == ' ' || header[i] == '\t' || header[i] == '\r' || header[i] == '\n'))
         i++;
     if (i == (size_t)h || header[i] != '{')
         return false;
@@ -710,8 +738,8 @@ bool sb__pii_valid_jwt(const char *text, size_t len, size_t *fromp, size_t *top)
  * ("Proc-Type: 4,ENCRYPTED", "DEK-Info: DES-EDE3-CBC,...") . */
 static bool is_pem_byte(int c)
 {
-    return is_alnum(c) || c == '+' || c == '/' || c == '=' || c == '\r' || c == '\n' ||
-           c == ' ' || c == '\t' || c == ':' || c == ',' || c == '-';
+    return is_alnum(c) || c == '+' || c == '/' || c == '=' || c == '\r' || c == '\n' || c == ' ' ||
+           c == '\t' || c == ':' || c == ',' || c == '-';
 }
 
 /* How far a PEM block is looked for after its BEGIN line. */
@@ -744,8 +772,8 @@ bool sb__pii_valid_private_key(const char *text, size_t len, size_t *fromp, size
         rest.len = (size_t)next_begin;
     /* The first "-----END <label>-----" before any other BEGIN line. */
     for (size_t off = 0;;) {
-        ptrdiff_t e = sb_str_find((struct sb_str){rest.p + off, rest.len - off},
-                                  SB_STR_LIT("-----END "));
+        ptrdiff_t e =
+            sb_str_find((struct sb_str){rest.p + off, rest.len - off}, SB_STR_LIT("-----END "));
         if (e < 0)
             break;
         off += (size_t)e + 9;

@@ -59,4 +59,34 @@ struct sb_str sb_upstream_header(const struct sb_upstream_xfer *x, const char *n
 bool sb_upstream_was_http2(const struct sb_upstream_xfer *x);
 bool sb_upstream_reused_connection(const struct sb_upstream_xfer *x);
 
+
+/* ---------------------------------------------------------------------------------------------
+ * Blocking downloads (upstream/download.c), for command-line tools such as `models pull`: libcurl's
+ * easy interface on the calling thread, no event loop. Never call it on a server loop's thread.
+ * ------------------------------------------------------------------------------------------- */
+struct sb_upstream_download {
+    const char *url;            /* http:// or https://; redirects are followed (not https -> http) */
+    const char *const *headers; /* "Name: value" lines, borrowed for the call; not sent on to
+                                   another host after a redirect */
+    size_t n_headers;
+    uint64_t range_from; /* > 0: ask for the bytes from this offset on (Range: bytes=N-) */
+    uint32_t connect_ms; /* TCP + TLS established; 0 = libcurl's default */
+    uint32_t idle_ms;    /* stop when no byte arrives for this long (whole seconds); 0 = never */
+    /* The final response's status line and headers have arrived (redirects are not reported).
+     * range_start is the first byte of its Content-Range (-1 when absent), length its
+     * Content-Length (-1 when unknown). Called once, before the first on_data (after the
+     * transfer when the body is empty). Non-zero stops the download (SB_ECANCELED). */
+    int (*on_response)(void *ud, int status, int64_t range_start, int64_t length);
+    /* A piece of the body, borrowed for the call. Non-zero stops the download (SB_ECANCELED). */
+    int (*on_data)(void *ud, const char *p, size_t len);
+    void *ud;
+};
+
+/* Downloads d->url, calling d's callbacks on this thread, and returns when the transfer ends: 0
+ * when the whole body arrived (whatever the status); SB_ECANCELED when a callback stopped it;
+ * SB_ECONNECT (no connection, or it broke before the body was complete), SB_ETIMEOUT (connect or
+ * idle deadline), SB_EINVAL (a malformed or unsupported URL), SB_ENOMEM, SB_EIO, with a message
+ * (never credentials) in err, NUL-terminated, at most err_size bytes. */
+int sb_upstream_download(const struct sb_upstream_download *d, char *err, size_t err_size);
+
 #endif

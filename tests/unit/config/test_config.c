@@ -244,8 +244,8 @@ Test(config_errors, wrong_type)
     expect_errors("listen:\n  host: \"a\\0b\"\n",
                   "t.yaml:2:9: listen.host: expected a string, got \"a\\u0000b\"\n");
     expect_errors("- a\n", "t.yaml:1:1: expected a mapping with keys listen, log_level, "
-                           "model_dirs, models, ledger, local, pricing, infra, privacy, got a "
-                           "list\n");
+                           "model_dirs, models, ledger, local, pricing, infra, privacy, "
+                           "policy, got a list\n");
 }
 
 Test(config_errors, out_of_range)
@@ -271,7 +271,7 @@ Test(config_errors, unknown_key_with_and_without_suggestion)
                   "t.yaml:5:5: models[0].paralel: unknown key; did you mean \"parallel\"?\n");
     expect_errors("colour: red\n", "t.yaml:1:1: colour: unknown key; expected one of listen, "
                                    "log_level, model_dirs, models, ledger, local, pricing, "
-                                   "infra, privacy\n");
+                                   "infra, privacy, policy\n");
     expect_errors("log_level: inf\n", "t.yaml:1:12: log_level: expected one of debug, info, warn, "
                                       "error, got \"inf\"; did you mean \"info\"?\n");
 }
@@ -481,7 +481,10 @@ Test(config_summary, prints_what_was_understood)
                        "privacy:\n"
                        "  custom_terms: []\n"
                        "  custom_patterns: []\n"
-                       "  detectors: []\n";
+                       "  detectors: []\n"
+                       "policy:\n"
+                       "  rules: []\n"
+                       "  default: hybrid\n";
     cr_assert_str_eq(out.p, want);
     sb_buf_free(&out);
     sb_config_free(cfg);

@@ -117,8 +117,7 @@ Test(config_privacy, bad_names_and_terms)
                                   "    - {name: order, regex: v}\n",
                                   &errors);
     cr_assert_null(cfg);
-    cr_expect(strstr(errors.p, "custom_terms[0]: expected 1 to 256 bytes") != NULL, "%s",
-              errors.p);
+    cr_expect(strstr(errors.p, "custom_terms[0]: expected 1 to 256 bytes") != NULL, "%s", errors.p);
     cr_expect(strstr(errors.p, "got \"1bad\"") != NULL, "%s", errors.p);
     cr_expect(strstr(errors.p, "\"email\" is a built-in kind") != NULL, "%s", errors.p);
     cr_expect(strstr(errors.p, "make the same placeholder tag") != NULL, "%s", errors.p);

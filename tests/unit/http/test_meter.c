@@ -46,8 +46,8 @@ Test(meter, error_classes_follow_the_table)
         {200, SB__ORIGIN_BACKEND, 0, 0, "error"},
     };
     for (size_t i = 0; i < SB_ARRAY_LEN(cases); i++) {
-        const char *got = sb__error_class(cases[i].status, cases[i].origin, cases[i].code,
-                                          cases[i].fail_status);
+        const char *got =
+            sb__error_class(cases[i].status, cases[i].origin, cases[i].code, cases[i].fail_status);
         cr_assert_str_eq(got, cases[i].want, "case %zu: got %s", i, got);
         cr_assert_lt(strlen(got), sizeof(((struct sb_ledger_row *)0)->error_class));
     }
@@ -76,8 +76,8 @@ static void feed(struct sb__meter *m)
     cr_assert(sb__meter_event(m, &ev, 1300 * MS, &gap));
     cr_assert_eq(gap, 150 * MS);
     ev = (struct sb_event){.type = SB_EV_USAGE};
-    ev.usage = (struct sb_usage){.prompt_tokens = 20, .cached_prompt_tokens = 8,
-                                 .completion_tokens = 3};
+    ev.usage =
+        (struct sb_usage){.prompt_tokens = 20, .cached_prompt_tokens = 8, .completion_tokens = 3};
     cr_assert(!sb__meter_event(m, &ev, 1301 * MS, &gap));
     ev = (struct sb_event){.type = SB_EV_FINISH};
     cr_assert(!sb__meter_event(m, &ev, 1302 * MS, &gap));

@@ -51,8 +51,7 @@ Test(respond, a_body_over_the_limit_gets_openais_error_shape_with_the_limit)
     const char *body;
 
     sb_buf_init(&b, 1 << 16);
-    cr_assert_eq(sb__parser_error_response(413, '1', 8388608, "req_test", &sb_openai_codec, &b),
-                 0);
+    cr_assert_eq(sb__parser_error_response(413, '1', 8388608, "req_test", &sb_openai_codec, &b), 0);
     body = check_framing(b.p, "HTTP/1.1 413 Content Too Large\r\n");
     root = json_loads(body, 0, NULL);
     cr_assert_not_null(root, "%s", body);
@@ -148,8 +147,8 @@ Test(respond, the_path_of_a_request_line_is_sniffed)
 {
     char out[16] = "kept";
 
-    cr_assert(sb__sniff_request_path(SB_STR_LIT("POST /v1/messages HTTP/1.1\r\n"), out,
-                                     sizeof(out)));
+    cr_assert(
+        sb__sniff_request_path(SB_STR_LIT("POST /v1/messages HTTP/1.1\r\n"), out, sizeof(out)));
     cr_assert_str_eq(out, "/v1/messages");
     cr_assert(sb__sniff_request_path(SB_STR_LIT("GET /api/tags?x=1 HTTP/1.1"), out, sizeof(out)));
     cr_assert_str_eq(out, "/api/tags");

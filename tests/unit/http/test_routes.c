@@ -27,15 +27,49 @@ Test(routes, finds_the_model_routes_with_their_codec_and_kind)
     cr_assert_eq(r->kind, SB_REQ_COMPLETION);
 }
 
+Test(routes, each_apis_model_routes_have_its_codec_and_kind)
+{
+    static const struct {
+        const char *path;
+        const struct sb_codec *codec;
+        enum sb_request_kind kind;
+    } want[] = {
+        {"/v1/messages", &sb_anthropic_codec, SB_REQ_CHAT},
+        {"/v1/embeddings", &sb_openai_codec, SB_REQ_EMBED},
+        {"/api/chat", &sb_ollama_codec, SB_REQ_CHAT},
+        {"/api/generate", &sb_ollama_codec, SB_REQ_COMPLETION},
+        {"/api/embed", &sb_ollama_codec, SB_REQ_EMBED},
+    };
+    for (size_t i = 0; i < SB_ARRAY_LEN(want); i++) {
+        const struct sb__route *r;
+        unsigned allowed;
+        cr_assert_eq(
+            sb__route_find(sb__routes, sb__n_routes, want[i].path, EVHTTP_REQ_POST, &r, &allowed),
+            SB__ROUTE_FOUND, "%s", want[i].path);
+        cr_assert_eq(r->codec, want[i].codec, "%s", want[i].path);
+        cr_assert_eq(r->kind, want[i].kind, "%s", want[i].path);
+        cr_assert_eq(r->handler, sb__exchange_start, "%s", want[i].path);
+    }
+}
+
 Test(routes, finds_every_documented_path)
 {
     static const struct {
         unsigned method;
         const char *path;
     } want[] = {
-        {EVHTTP_REQ_GET, "/v1/models"},       {EVHTTP_REQ_GET, "/health"},
-        {EVHTTP_REQ_GET, "/ready"},           {EVHTTP_REQ_POST, "/tokenize"},
+        {EVHTTP_REQ_GET, "/v1/models"},
+        {EVHTTP_REQ_GET, "/health"},
+        {EVHTTP_REQ_GET, "/ready"},
+        {EVHTTP_REQ_POST, "/tokenize"},
         {EVHTTP_REQ_POST, "/apply-template"},
+        {EVHTTP_REQ_GET, "/metrics"},
+        {EVHTTP_REQ_GET, "/api/tags"},
+        {EVHTTP_REQ_POST, "/api/show"},
+        {EVHTTP_REQ_GET, "/api/ps"},
+        {EVHTTP_REQ_GET, "/api/version"},
+        {EVHTTP_REQ_GET, "/"},
+        {EVHTTP_REQ_HEAD, "/"},
     };
     for (size_t i = 0; i < SB_ARRAY_LEN(want); i++) {
         const struct sb__route *r;
@@ -65,8 +99,8 @@ Test(routes, a_known_path_with_the_wrong_method_is_405_with_its_methods)
 Test(routes, unknown_paths_are_404_and_matching_is_exact)
 {
     static const char *const paths[] = {
-        "/",        "/v1", "/v1/models/", "/V1/models", "/v1/models/x", "/v1/chat/completions/",
-        "/healthz", ""};
+        "//",       "/v1", "/v1/models/", "/V1/models", "/v1/models/x", "/v1/chat/completions/",
+        "/healthz", "",    "/api",        "/api/chat/"};
     for (size_t i = 0; i < SB_ARRAY_LEN(paths); i++) {
         const struct sb__route *r;
         unsigned allowed;

@@ -330,8 +330,8 @@ static char *post_too_large(const char *path)
     char *r;
 
     memset(body, 'a', sizeof(body));
-    snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n",
-             path, sizeof(body));
+    snprintf(head, sizeof(head), "POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %zu\r\n\r\n", path,
+             sizeof(body));
     send_all(fd, head, strlen(head));
     send_all(fd, body, sizeof(body));
     r = read_response(fd);
@@ -357,12 +357,14 @@ Test(server, a_body_over_the_limit_gets_the_error_shape_of_its_paths_api)
 
 Test(server, unknown_models_and_paths_answer_in_each_apis_shape)
 {
-    char *r = post("/v1/messages", "{\"model\":\"claude-x\",\"max_tokens\":5,\"messages\":[{\"role\":"
-                                   "\"user\",\"content\":\"hi\"}]}");
+    char *r =
+        post("/v1/messages", "{\"model\":\"claude-x\",\"max_tokens\":5,\"messages\":[{\"role\":"
+                             "\"user\",\"content\":\"hi\"}]}");
     assert_has(r, "HTTP/1.1 404 Not Found\r\n");
     assert_has(r, "{\"type\":\"error\",\"error\":{\"type\":\"not_found_error\"");
     free(r);
-    r = post("/api/chat", "{\"model\":\"llama\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
+    r = post("/api/chat",
+             "{\"model\":\"llama\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}");
     assert_has(r, "HTTP/1.1 404 Not Found\r\n");
     assert_has(r, "\r\n\r\n{\"error\":\"model 'llama' not found\"}");
     free(r);
@@ -386,14 +388,27 @@ Test(server, unknown_models_and_paths_answer_in_each_apis_shape)
 
 Test(server, ollamas_informational_endpoints)
 {
+    const char head_req[] = "HEAD / HTTP/1.1\r\nHost: x\r\n\r\n";
+    const char get_req[] = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
     char *r = exchange("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    int fd;
+
     assert_has(r, "HTTP/1.1 200 OK\r\n");
     assert_has(r, "\r\n\r\nOllama is running");
     free(r);
-    r = exchange("HEAD / HTTP/1.1\r\nHost: x\r\n\r\n");
+    /* HEAD: GET's headers and length, no body; the connection stays usable. */
+    fd = dial();
+    send_all(fd, head_req, strlen(head_req));
+    r = read_until(fd, "\r\n\r\n");
     assert_has(r, "HTTP/1.1 200 OK\r\n");
+    assert_has(r, "\r\nContent-Length: 17\r\n");
     cr_assert_null(strstr(r, "Ollama is running"), "HEAD has no body: %s", r);
     free(r);
+    send_all(fd, get_req, strlen(get_req));
+    r = read_response(fd);
+    cr_assert_eq(strncmp(r, "HTTP/1.1 200 OK\r\n", 17), 0, "%s", r);
+    free(r);
+    close(fd);
     r = exchange("GET /api/version HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_has(r, "{\"version\":\"");
     free(r);

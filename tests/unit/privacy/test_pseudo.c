@@ -59,9 +59,9 @@ static char *restore_all(const struct sb_privacy_map *map, const char *text, boo
  * ------------------------------------------------------------------------------------------- */
 #define EMAIL_A "alice@example.com"
 #define EMAIL_B "bob@example.org"
-#define CARD "4111 1111 1111 1111"
+#define CARD    "4111 1111 1111 1111"
 #define PEM                                                                                        \
-    "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oFKZP1vQmV5s\n"      \
+    "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oFKZP1vQmV5s\n"       \
     "-----END EC PRIVATE KEY-----"
 
 struct fixture {
@@ -88,8 +88,8 @@ static void make_request(struct fixture *f)
     f->result = (struct sb_part){.type = SB_PART_TEXT, .text = SB_STR_LIT("sent to " EMAIL_B)};
     f->msgs[0] = (struct sb_message){.role = SB_ROLE_SYSTEM, .parts = &f->sys, .n_parts = 1};
     f->msgs[1] = (struct sb_message){.role = SB_ROLE_USER, .parts = f->user, .n_parts = 2};
-    f->msgs[2] = (struct sb_message){
-        .role = SB_ROLE_ASSISTANT, .tool_calls = &f->call, .n_tool_calls = 1};
+    f->msgs[2] =
+        (struct sb_message){.role = SB_ROLE_ASSISTANT, .tool_calls = &f->call, .n_tool_calls = 1};
     f->msgs[3] = (struct sb_message){.role = SB_ROLE_TOOL,
                                      .parts = &f->result,
                                      .n_parts = 1,
@@ -97,7 +97,8 @@ static void make_request(struct fixture *f)
     f->tool = (struct sb_tool){
         .name = SB_STR_LIT("send"),
         .description = SB_STR_LIT("Sends mail, e.g. to " EMAIL_B),
-        .parameters = SB_STR_LIT("{\"type\":\"object\",\"properties\":{\"to\":{\"type\":\"string\"}}}")};
+        .parameters =
+            SB_STR_LIT("{\"type\":\"object\",\"properties\":{\"to\":{\"type\":\"string\"}}}")};
     sb_request_init(&f->req);
     snprintf(f->req.id, sizeof f->req.id, "req_test");
     f->req.messages = f->msgs;
@@ -222,7 +223,8 @@ static void check_stream(const struct sb_privacy_map *map, const char *text, boo
     size_t len = strlen(text), prev = 0;
     for (size_t k = 0; k <= n_cuts; k++) {
         size_t end = k < n_cuts ? cuts[k] : len;
-        cr_assert_eq(sb_privacy_restore_feed(&r, (struct sb_str){text + prev, end - prev}, &out), 0);
+        cr_assert_eq(sb_privacy_restore_feed(&r, (struct sb_str){text + prev, end - prev}, &out),
+                     0);
         cr_assert(out.len <= strlen(want) && (out.len == 0 || memcmp(out.p, want, out.len) == 0),
                   "after %zu bytes: \"%.*s\"", end, (int)out.len, out.p);
         prev = end;
@@ -348,9 +350,13 @@ Test(pseudo, no_value_in_any_log_line)
     unlink(path);
     cr_expect(strstr(buf, "privacy: replaced") != NULL, "no summary line: %s", buf);
     cr_expect(strstr(buf, "req_test") != NULL, "%s", buf);
-    static const char *const secrets[] = {EMAIL_A, EMAIL_B, CARD, "4111111111111111",
+    static const char *const secrets[] = {EMAIL_A,
+                                          EMAIL_B,
+                                          CARD,
+                                          "4111111111111111",
                                           "MHcCAQEEIBkg4LVWM9nuwNSk3yByxZpYRTBnVJk5oFKZP1vQmV5s",
-                                          "alice", "bob@"};
+                                          "alice",
+                                          "bob@"};
     for (size_t i = 0; i < SB_ARRAY_LEN(secrets); i++)
         cr_expect(strstr(buf, secrets[i]) == NULL, "the log holds %s:\n%s", secrets[i], buf);
 }

@@ -84,7 +84,7 @@ static void expect_none(const char *const *texts, size_t n)
 }
 
 #define EXPECT_ALL(arr, kind) expect_all(arr, SB_ARRAY_LEN(arr), kind)
-#define EXPECT_NONE(arr) expect_none(arr, SB_ARRAY_LEN(arr))
+#define EXPECT_NONE(arr)      expect_none(arr, SB_ARRAY_LEN(arr))
 
 TestSuite(scan, .init = setup, .fini = teardown);
 
@@ -94,12 +94,14 @@ TestSuite(scan, .init = setup, .fini = teardown);
 Test(scan, email)
 {
     static const char *const yes[] = {
-        "john.doe@example.com", "a+tag@sub.example.co.uk", "x_y-z@mail-host.io",
+        "john.doe@example.com",
+        "a+tag@sub.example.co.uk",
+        "x_y-z@mail-host.io",
         "jürgen@müller.de",
     };
     static const char *const no[] = {
-        "john@localhost", "a..b@example.com x", "user@-bad.com", "@example.com", "x@y.c",
-        "mail me at john@ example.com",
+        "john@localhost", "a..b@example.com x",           "user@-bad.com", "@example.com",
+        "x@y.c",          "mail me at john@ example.com",
     };
     EXPECT_ALL(yes, "email");
     EXPECT_NONE(no);
@@ -110,14 +112,14 @@ Test(scan, email)
 Test(scan, phone)
 {
     static const char *const yes[] = {
-        "+1 (415) 555-0132", "+44 20 7946 0958", "+4915112345678", "415-555-0199",
-        "(415) 555-0199",    "415.555.0199",     "020 7946 0958",  "01 23 45 67 89",
+        "+1 (415) 555-0132", "+44 20 7946 0958",  "+4915112345678", "415-555-0199",
+        "(415) 555-0199",    "415.555.0199",      "020 7946 0958",  "01 23 45 67 89",
         "1-800-555-0199",    "+33 1 23 45 67 89",
     };
     static const char *const no[] = {
-        "+1 2",         "415 555-0199", "call 2023-10-05", "12345678",   "v1.2.3",
-        "1,234,567",    "05.11.2023",   "+1 234",          "115-555-0199", "415-155-0199",
-        "3.14159 2.718",
+        "+1 2",         "415 555-0199", "call 2023-10-05", "12345678",
+        "v1.2.3",       "1,234,567",    "05.11.2023",      "+1 234",
+        "115-555-0199", "415-155-0199", "3.14159 2.718",
     };
     EXPECT_ALL(yes, "phone");
     EXPECT_NONE(no);
@@ -126,17 +128,16 @@ Test(scan, phone)
 Test(scan, card)
 {
     static const char *const yes[] = {
-        "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111",
-        "3782 822463 10005",   "5500 0000 0000 0004", "6011 1111 1111 1117",
-        "2223 0031 2200 3222",
+        "4111 1111 1111 1111", "4111-1111-1111-1111", "4111111111111111",    "3782 822463 10005",
+        "5500 0000 0000 0004", "6011 1111 1111 1117", "2223 0031 2200 3222",
     };
     static const char *const no[] = {
-        "4111 1111 1111 1112",       /* Luhn */
-        "1234 5678 9012 3452",       /* no issuer starts with 1 */
-        "4111 111 11111 1111",       /* not how cards are grouped */
-        "4111 1111-1111 1111",       /* mixed separators */
-        "9-4111-1111-1111-1111",     /* a piece of a longer identifier */
-        "41111111111111111111111",   /* too long */
+        "4111 1111 1111 1112",     /* Luhn */
+        "1234 5678 9012 3452",     /* no issuer starts with 1 */
+        "4111 111 11111 1111",     /* not how cards are grouped */
+        "4111 1111-1111 1111",     /* mixed separators */
+        "9-4111-1111-1111-1111",   /* a piece of a longer identifier */
+        "41111111111111111111111", /* too long */
     };
     EXPECT_ALL(yes, "card");
     EXPECT_NONE(no);
@@ -148,7 +149,7 @@ Test(scan, ssn)
 {
     static const char *const yes[] = {"078-05-1120", "123-45-6789", "123 45 6789", "899-99-9999"};
     static const char *const no[] = {
-        "666-12-3456", "000-12-3456", "912-12-3456", "123-00-4567",
+        "666-12-3456", "000-12-3456", "912-12-3456",   "123-00-4567",
         "123-45-0000", "123-45 6789", "1-123-45-6789", "123-45-6789-1",
     };
     EXPECT_ALL(yes, "ssn");
@@ -158,7 +159,7 @@ Test(scan, ssn)
 Test(scan, iban)
 {
     static const char *const yes[] = {
-        "DE89 3704 0044 0532 0130 00", "DE89370400440532013000", "GB82WEST12345698765432",
+        "DE89 3704 0044 0532 0130 00", "DE89370400440532013000",      "GB82WEST12345698765432",
         "GB82 WEST 1234 5698 7654 32", "FR1420041010050500013M02606", "NL91ABNA0417164300",
     };
     static const char *const no[] = {
@@ -182,8 +183,8 @@ Test(scan, iban_mod97_and_luhn)
 Test(scan, ipv4)
 {
     static const char *const yes[] = {"192.168.1.20", "10.0.0.1", "8.8.8.8", "255.255.255.255"};
-    static const char *const no[] = {"256.1.1.1", "1.2.3.4.5", "01.02.03.04", "v1.2.3.4",
-                                     "1.2.3",     "1.2.3.999"};
+    static const char *const no[] = {"256.1.1.1", "1.2.3.4.5", "01.02.03.04",
+                                     "v1.2.3.4",  "1.2.3",     "1.2.3.999"};
     EXPECT_ALL(yes, "ipv4");
     EXPECT_NONE(no);
     cr_expect_str_eq(scan("host 10.1.2.3."), "ipv4:10.1.2.3");
@@ -192,7 +193,7 @@ Test(scan, ipv4)
 Test(scan, ipv6)
 {
     static const char *const yes[] = {
-        "2001:db8::8a2e:370:7334", "fe80::1", "::1", "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
+        "2001:db8::8a2e:370:7334", "fe80::1",    "::1", "2001:0db8:85a3:0000:0000:8a2e:0370:7334",
         "::ffff:192.0.2.1",        "2001:db8::",
     };
     static const char *const no[] = {
@@ -219,9 +220,9 @@ Test(scan, api_key)
         "sk-Abc123Def456Ghi789Jkl0",
     };
     static const char *const no[] = {
-        "sk-short1A",                     /* too short */
-        "sk-learn-is-a-library-for-ml",   /* a slug: no digits, no capitals */
-        "task-Abc123Def456Ghi789Jkl012",  /* not at a word start */
+        "sk-short1A",                    /* too short */
+        "sk-learn-is-a-library-for-ml",  /* a slug: no digits, no capitals */
+        "task-Abc123Def456Ghi789Jkl012", /* not at a word start */
     };
     EXPECT_ALL(yes, "api_key");
     EXPECT_NONE(no);
@@ -259,9 +260,10 @@ Test(scan, jwt)
 
 Test(scan, private_key)
 {
-    const char *rsa = "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9"
-                      "Cnzj4p4WGeKLs1Pt8Qu\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ==\n"
-                      "-----END RSA PRIVATE KEY-----";
+    const char *rsa =
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9"
+        "Cnzj4p4WGeKLs1Pt8Qu\nKUpRKfFLfRYC9AIKjbJTWit+CqvjWYzvQwECAwEAAQ==\n"
+        "-----END RSA PRIVATE KEY-----";
     const char *enc = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: "
                       "DES-EDE3-CBC,1A2B\n\nMIIFDjBABgkqhkiG9w0BBQ0wMzAbBgkqhkiG\n"
                       "-----END ENCRYPTED PRIVATE KEY-----";
@@ -272,8 +274,9 @@ Test(scan, private_key)
     /* A key pasted in part (or closed by another label) is still a key: BEGIN line and body. */
     cr_expect_str_eq(scan("-----BEGIN RSA PRIVATE KEY-----\nMIIB\n-----END EC PRIVATE KEY-----"),
                      "private_key:-----BEGIN RSA PRIVATE KEY-----\nMIIB");
-    cr_expect_str_eq(scan("x -----BEGIN PRIVATE KEY-----\nMIIEvQIBADAN+/=\nBgkqhkiG9w0\n\nbye"),
-                     "private_key:-----BEGIN PRIVATE KEY-----\nMIIEvQIBADAN+/=\nBgkqhkiG9w0\n\nbye");
+    cr_expect_str_eq(
+        scan("x -----BEGIN PRIVATE KEY-----\nMIIEvQIBADAN+/=\nBgkqhkiG9w0\n\nbye"),
+        "private_key:-----BEGIN PRIVATE KEY-----\nMIIEvQIBADAN+/=\nBgkqhkiG9w0\n\nbye");
     cr_expect_str_eq(scan("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----"), "");
 }
 
@@ -408,10 +411,12 @@ Test(scan, request_counts)
 {
     struct sb_part sys = {.type = SB_PART_TEXT, .text = SB_STR_LIT("Reply to ops@example.com.")};
     struct sb_part user[] = {
-        {.type = SB_PART_TEXT, .text = SB_STR_LIT("card 4111 1111 1111 1111, call +1 415 555 0132")},
+        {.type = SB_PART_TEXT,
+         .text = SB_STR_LIT("card 4111 1111 1111 1111, call +1 415 555 0132")},
         {.type = SB_PART_IMAGE, .url = SB_STR_LIT("https://x/a@example.com.png")},
     };
-    struct sb_tool_call call = {.id = SB_STR_LIT("c1"), .name = SB_STR_LIT("send"),
+    struct sb_tool_call call = {.id = SB_STR_LIT("c1"),
+                                .name = SB_STR_LIT("send"),
                                 .arguments = SB_STR_LIT("{\"to\":\"bob@example.com\"}")};
     struct sb_part result = {.type = SB_PART_TEXT, .text = SB_STR_LIT("sent from 10.0.0.7")};
     struct sb_message msgs[] = {
@@ -454,17 +459,22 @@ static uint32_t next_rand(void)
 Test(scan, large_mixed_text)
 {
     static const char *const filler[] = {
-        "the ", "quarterly ", "report ", "v1.2.3 ", "2024-03-15 ", "12:30 ", "std::move ",
-        "$1,299.99 ", "über ", "日本 ", "x = y + 1; ", "ISO 9001 ", "page 42 ",
+        "the ",        "quarterly ", "report ",    "v1.2.3 ", "2024-03-15 ",
+        "12:30 ",      "std::move ", "$1,299.99 ", "über ",   "日本 ",
+        "x = y + 1; ", "ISO 9001 ",  "page 42 ",
     };
     static const struct {
         const char *v;
         uint32_t kind;
     } values[] = {
-        {"john.doe@example.com", SB_PII_EMAIL},   {"+44 20 7946 0958", SB_PII_PHONE},
-        {"4111 1111 1111 1111", SB_PII_CARD},     {"078-05-1120", SB_PII_SSN},
-        {"GB82WEST12345698765432", SB_PII_IBAN},  {"192.168.10.20", SB_PII_IPV4},
-        {"2001:db8::1", SB_PII_IPV6},             {"AKIAIOSFODNN7EXAMPLE", SB_PII_AWS_KEY},
+        {"john.doe@example.com", SB_PII_EMAIL},
+        {"+44 20 7946 0958", SB_PII_PHONE},
+        {"4111 1111 1111 1111", SB_PII_CARD},
+        {"078-05-1120", SB_PII_SSN},
+        {"GB82WEST12345698765432", SB_PII_IBAN},
+        {"192.168.10.20", SB_PII_IPV4},
+        {"2001:db8::1", SB_PII_IPV6},
+        {"AKIAIOSFODNN7EXAMPLE", SB_PII_AWS_KEY},
         {"sk-Abc123Def456Ghi789Jkl0", SB_PII_API_KEY},
     };
     size_t cap = (size_t)1 << 20;

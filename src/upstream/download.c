@@ -1,0 +1,212 @@
+/* Blocking downloads for command-line tools: libcurl's easy interface on the calling thread, with
+ * the final response's status, Content-Range and Content-Length handed to the caller before the
+ * body so that it can decide to append (206), restart (200) or stop. */
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "upstream/upstream.h"
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static CURLcode g_init_rc = CURLE_FAILED_INIT;
+
+static void init_once(void)
+{
+    /* Reference-counted by libcurl: the event-loop client's own init is unaffected. */
+    g_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+struct dl {
+    const struct sb_upstream_download *d;
+    CURL *easy;
+    int64_t range_start; /* of the latest response's headers; -1 = none */
+    int64_t length;      /* of the latest response's headers; -1 = none */
+    bool responded;      /* on_response has been called */
+    bool stopped;        /* a callback asked to stop */
+};
+
+/* The value of header line p (len bytes) when its name is name, else NULL. */
+static const char *header_value(const char *p, size_t len, const char *name, size_t *vlen)
+{
+    size_t n = strlen(name);
+    if (len <= n || strncasecmp(p, name, n) != 0 || p[n] != ':')
+        return NULL;
+    const char *v = p + n + 1;
+    const char *end = p + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    *vlen = (size_t)(end - v);
+    return v;
+}
+
+/* Parses a decimal at the start of p (at most len bytes); -1 when there is none. */
+static int64_t parse_decimal(const char *p, size_t len)
+{
+    int64_t v = 0;
+    size_t i = 0;
+    for (; i < len && p[i] >= '0' && p[i] <= '9'; i++) {
+        if (v > (INT64_MAX - 9) / 10)
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return i > 0 ? v : -1;
+}
+
+static size_t on_header(char *p, size_t size, size_t n, void *ud)
+{
+    struct dl *dl = ud;
+    size_t len = size * n;
+    if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
+        /* A new response (after a redirect or an interim one): forget the last one's headers. */
+        dl->range_start = -1;
+        dl->length = -1;
+        return len;
+    }
+    size_t vlen = 0;
+    const char *v = header_value(p, len, "Content-Length", &vlen);
+    if (v != NULL)
+        dl->length = parse_decimal(v, vlen);
+    v = header_value(p, len, "Content-Range", &vlen);
+    /* "bytes START-END/TOTAL" */
+    if (v != NULL && vlen > 6 && strncasecmp(v, "bytes ", 6) == 0)
+        dl->range_start = parse_decimal(v + 6, vlen - 6);
+    return len;
+}
+
+/* Calls on_response once; returns false when the caller wants to stop. */
+static bool respond(struct dl *dl)
+{
+    if (dl->responded)
+        return true;
+    dl->responded = true;
+    long status = 0;
+    curl_easy_getinfo(dl->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (dl->d->on_response != NULL &&
+        dl->d->on_response(dl->d->ud, (int)status, dl->range_start, dl->length) != 0) {
+        dl->stopped = true;
+        return false;
+    }
+    return true;
+}
+
+static size_t on_write(char *p, size_t size, size_t n, void *ud)
+{
+    struct dl *dl = ud;
+    size_t len = size * n;
+    if (!respond(dl))
+        return 0;
+    if (dl->d->on_data != NULL && dl->d->on_data(dl->d->ud, p, len) != 0) {
+        dl->stopped = true;
+        return 0; /* curl ends the transfer with CURLE_WRITE_ERROR */
+    }
+    return len;
+}
+
+/* How libcurl's results read as our codes; anything not listed is SB_EIO. */
+static const struct {
+    CURLcode curl;
+    int code;
+} results[] = {
+    {CURLE_COULDNT_RESOLVE_HOST, SB_ECONNECT},
+    {CURLE_COULDNT_RESOLVE_PROXY, SB_ECONNECT},
+    {CURLE_COULDNT_CONNECT, SB_ECONNECT},
+    {CURLE_PARTIAL_FILE, SB_ECONNECT}, /* the connection closed before Content-Length bytes */
+    {CURLE_RECV_ERROR, SB_ECONNECT},
+    {CURLE_SEND_ERROR, SB_ECONNECT},
+    {CURLE_GOT_NOTHING, SB_ECONNECT},
+    {CURLE_SSL_CONNECT_ERROR, SB_ECONNECT},
+    {CURLE_HTTP2, SB_ECONNECT},
+    {CURLE_HTTP2_STREAM, SB_ECONNECT},
+    {CURLE_OPERATION_TIMEDOUT, SB_ETIMEOUT},
+    {CURLE_URL_MALFORMAT, SB_EINVAL},
+    {CURLE_UNSUPPORTED_PROTOCOL, SB_EINVAL},
+    {CURLE_OUT_OF_MEMORY, SB_ENOMEM},
+};
+
+static int result_code(CURLcode c)
+{
+    for (size_t i = 0; i < SB_ARRAY_LEN(results); i++) {
+        if (results[i].curl == c)
+            return results[i].code;
+    }
+    return SB_EIO;
+}
+
+int sb_upstream_download(const struct sb_upstream_download *d, char *err, size_t err_size)
+{
+    int rc = SB_ENOMEM;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = NULL;
+    struct dl dl = {.d = d, .range_start = -1, .length = -1};
+    err[0] = '\0';
+    pthread_once(&g_once, init_once);
+    if (g_init_rc != CURLE_OK) {
+        snprintf(err, err_size, "libcurl failed to initialize");
+        return SB_EIO;
+    }
+    dl.easy = curl_easy_init();
+    if (dl.easy == NULL)
+        goto fail;
+    for (size_t i = 0; i < d->n_headers; i++) {
+        struct curl_slist *grown = curl_slist_append(headers, d->headers[i]);
+        if (grown == NULL)
+            goto fail;
+        headers = grown;
+    }
+    char range[32] = "";
+    if (d->range_from > 0)
+        snprintf(range, sizeof range, "%llu-", (unsigned long long)d->range_from);
+    bool https = strncasecmp(d->url, "https://", 8) == 0;
+    CURL *e = dl.easy;
+    if (curl_easy_setopt(e, CURLOPT_URL, d->url) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, https ? "https" : "http,https") !=
+            CURLE_OK) {
+        snprintf(err, err_size, "unsupported URL %s", d->url);
+        rc = SB_EINVAL;
+        goto fail;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &dl);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &dl);
+    if (range[0] != '\0')
+        curl_easy_setopt(e, CURLOPT_RANGE, range);
+    if (d->connect_ms > 0)
+        curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)d->connect_ms);
+    if (d->idle_ms > 0) {
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_LIMIT, 1L);
+        curl_easy_setopt(e, CURLOPT_LOW_SPEED_TIME, (long)(d->idle_ms + 999) / 1000);
+    }
+
+    CURLcode c = curl_easy_perform(e);
+    if (c == CURLE_OK && !respond(&dl))
+        c = CURLE_WRITE_ERROR; /* an empty body, and the caller stopped at the headers */
+    if (c == CURLE_OK) {
+        rc = 0;
+    } else if (dl.stopped) {
+        rc = SB_ECANCELED;
+        snprintf(err, err_size, "stopped");
+    } else {
+        rc = result_code(c);
+        snprintf(err, err_size, "%s%s%s", curl_easy_strerror(c), errbuf[0] ? ": " : "", errbuf);
+    }
+fail:
+    if (rc == SB_ENOMEM && err[0] == '\0')
+        snprintf(err, err_size, "out of memory");
+    curl_slist_free_all(headers);
+    if (dl.easy != NULL)
+        curl_easy_cleanup(dl.easy);
+    return rc;
+}
