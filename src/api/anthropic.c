@@ -26,6 +26,7 @@
 
 #include "api/api.h"
 #include "api/json.h"
+#include "api/render.h"
 
 /* Output of a non-streamed response is held until FINISH; past this the response fails instead of
  * arriving cut short. */
@@ -798,69 +799,8 @@ fail:
 }
 
 /* =============================================================================================
- * Output helpers
- * A writer keeps the first error and ignores later appends, so a response is written as a run of
- * puts with one check at the end.
+ * Output helpers (the writer itself is in render.h)
  * =========================================================================================== */
-
-struct writer {
-    struct sb_buf *b;
-    int rc;
-};
-
-static void put(struct writer *w, const char *s)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_append_c(w->b, s);
-}
-
-/* A JSON string: quoted and escaped. */
-static void put_json(struct writer *w, struct sb_str s)
-{
-    put(w, "\"");
-    if (w->rc == 0)
-        w->rc = sb_buf_append_json_escaped(w->b, s);
-    put(w, "\"");
-}
-
-static void put_i64(struct writer *w, int64_t v)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_printf(w->b, "%" PRId64, v);
-}
-
-/* Cuts b back to len bytes: a failed render must not leave half an event to send. */
-static void truncate_to(struct sb_buf *b, size_t len)
-{
-    if (b->len > len) {
-        b->len = len;
-        b->p[len] = '\0';
-    }
-}
-
-/* Returns the writer's first error, having undone its partial output if there was one. */
-static int writer_finish(struct writer *w, size_t mark)
-{
-    if (w->rc)
-        truncate_to(w->b, mark);
-    return w->rc;
-}
-
-/* An RFC 3339 UTC timestamp of a unix time, as Anthropic's created_at. */
-static void put_time(struct writer *w, int64_t t)
-{
-    char text[40];
-    time_t tt = (time_t)t;
-    struct tm tm;
-
-    if (!gmtime_r(&tt, &tm) || strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        put(w, "\"1970-01-01T00:00:00Z\"");
-        return;
-    }
-    put(w, "\"");
-    put(w, text);
-    put(w, "\"");
-}
 
 /* Anthropic's error type for an HTTP status; statuses not listed fall back by class. */
 static const struct {
@@ -890,82 +830,68 @@ static const char *error_type(int status)
     return status >= 500 ? "api_error" : "invalid_request_error";
 }
 
-static void put_error(struct writer *w, const struct sb_api_error *err)
+static void put_error(struct sb__writer *w, const struct sb_api_error *err)
 {
-    put(w, "{\"type\":\"error\",\"error\":{\"type\":\"");
-    put(w, error_type(err->http_status));
-    put(w, "\",\"message\":");
-    put_json(w, sb_str_c(err->message));
-    put(w, "}}");
+    sb__put(w, "{\"type\":\"error\",\"error\":{\"type\":\"");
+    sb__put(w, error_type(err->http_status));
+    sb__put(w, "\",\"message\":");
+    sb__put_json(w, sb_str_c(err->message));
+    sb__put(w, "}}");
 }
 
 static int anthropic_write_error(const struct sb_api_error *err, struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
 
     put_error(&w, err);
-    return writer_finish(&w, mark);
+    return sb__writer_finish(&w, mark);
 }
 
 static int anthropic_write_models(const struct sb_backend_info *models, size_t n,
                                   struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
 
-    put(&w, "{\"data\":[");
+    sb__put(&w, "{\"data\":[");
     for (size_t i = 0; i < n; i++) {
         struct sb_str name = sb_str_c(models[i].name);
-        put(&w, i ? ",{\"type\":\"model\",\"id\":" : "{\"type\":\"model\",\"id\":");
-        put_json(&w, name);
-        put(&w, ",\"display_name\":");
-        put_json(&w, name);
-        put(&w, ",\"created_at\":");
-        put_time(&w, models[i].created);
-        put(&w, ",\"max_input_tokens\":");
+        sb__put(&w, i ? ",{\"type\":\"model\",\"id\":" : "{\"type\":\"model\",\"id\":");
+        sb__put_json(&w, name);
+        sb__put(&w, ",\"display_name\":");
+        sb__put_json(&w, name);
+        sb__put(&w, ",\"created_at\":");
+        sb__put_time(&w, models[i].created);
+        sb__put(&w, ",\"max_input_tokens\":");
         if (models[i].n_ctx > 0)
-            put_i64(&w, models[i].n_ctx);
+            sb__put_i64(&w, models[i].n_ctx);
         else
-            put(&w, "null");
-        put(&w, "}");
+            sb__put(&w, "null");
+        sb__put(&w, "}");
     }
-    put(&w, "],\"has_more\":false,\"first_id\":");
+    sb__put(&w, "],\"has_more\":false,\"first_id\":");
     if (n) {
-        put_json(&w, sb_str_c(models[0].name));
-        put(&w, ",\"last_id\":");
-        put_json(&w, sb_str_c(models[n - 1].name));
+        sb__put_json(&w, sb_str_c(models[0].name));
+        sb__put(&w, ",\"last_id\":");
+        sb__put_json(&w, sb_str_c(models[n - 1].name));
     } else {
-        put(&w, "null,\"last_id\":null");
+        sb__put(&w, "null,\"last_id\":null");
     }
-    put(&w, "}");
-    return writer_finish(&w, mark);
+    sb__put(&w, "}");
+    return sb__writer_finish(&w, mark);
 }
 
 /* =============================================================================================
  * Rendering
  * =========================================================================================== */
 
-/* One tool call of a plain response, accumulated whole. */
-struct tool_acc {
-    bool started;
-    struct sb_buf id;
-    struct sb_buf name;
-    struct sb_buf args;
-};
-
-enum phase {
-    PHASE_WAIT_START, /* render_init done; START must come first */
-    PHASE_OPEN,       /* deltas flow */
-    PHASE_DONE,       /* FINISH or ERROR rendered; nothing more is accepted */
-};
-
 /* The content block a stream has open. */
 enum open_block { OPEN_NONE, OPEN_TEXT, OPEN_TOOL };
 
 struct anthropic_render {
     const struct sb_request *req;
-    enum phase phase;
+    enum sb__phase phase;
     char id[40];
     struct sb_buf model;      /* the backend's name for the model, raw, when it gave one */
     struct sb_str model_name; /* what "model" says: model, or the request's */
@@ -976,32 +902,20 @@ struct anthropic_render {
     int32_t last_call;   /* the highest call index a block was opened for, -1 before any */
     bool any_call;       /* a tool_use block was sent (or, for plain, accumulated) */
     /* Plain responses */
-    struct sb_buf text;
-    struct tool_acc *calls; /* by canonical index; n_calls entries allocated */
-    size_t n_calls;
-    size_t held; /* bytes in text and calls, bounded by ANTHROPIC_MAX_ACCUM */
+    struct sb__accum acc; /* plain responses: text and tool calls, bounded by ANTHROPIC_MAX_ACCUM */
     struct sb_usage usage;
 };
 
 static void release(struct anthropic_render *st)
 {
     sb_buf_free(&st->model);
-    sb_buf_free(&st->text);
-    for (size_t i = 0; i < st->n_calls; i++) {
-        sb_buf_free(&st->calls[i].id);
-        sb_buf_free(&st->calls[i].name);
-        sb_buf_free(&st->calls[i].args);
-    }
-    free(st->calls);
-    st->calls = NULL;
-    st->n_calls = 0;
-    st->held = 0;
+    sb__accum_free(&st->acc);
 }
 
 /* The only place the phase changes; leaving for DONE also frees what was accumulated. */
-static void set_phase(struct anthropic_render *st, enum phase next)
+static void set_phase(struct anthropic_render *st, enum sb__phase next)
 {
-    if (next == PHASE_DONE)
+    if (next == SB__PHASE_DONE)
         release(st);
     st->phase = next;
 }
@@ -1011,10 +925,10 @@ static int anthropic_render_init(void *state, const struct sb_request *req)
     struct anthropic_render *st = state;
 
     st->req = req;
-    st->phase = PHASE_WAIT_START;
+    st->phase = SB__PHASE_WAIT_START;
     sb_random_id(st->id, sizeof(st->id), "msg_");
     sb_buf_init(&st->model, ANTHROPIC_MAX_FIELD);
-    sb_buf_init(&st->text, ANTHROPIC_MAX_ACCUM);
+    sb__accum_init(&st->acc, ANTHROPIC_MAX_ACCUM, ANTHROPIC_MAX_TOOL_CALLS, ANTHROPIC_MAX_FIELD);
     st->open = OPEN_NONE;
     st->last_call = -1;
     return 0;
@@ -1033,7 +947,8 @@ static const char *const stop_reasons[] = {
 };
 
 /* "stop_reason":..,"stop_sequence":.. for a FINISH event. */
-static void put_stop(struct writer *w, const struct anthropic_render *st, const struct sb_event *ev)
+static void put_stop(struct sb__writer *w, const struct anthropic_render *st,
+                     const struct sb_event *ev)
 {
     size_t r = (size_t)ev->finish.reason;
     const char *reason =
@@ -1044,37 +959,37 @@ static void put_stop(struct writer *w, const struct anthropic_render *st, const 
         reason = "stop_sequence";
     else if (ev->finish.reason == SB_FINISH_STOP && st->any_call)
         reason = "tool_use";
-    put(w, "\"stop_reason\":\"");
-    put(w, reason);
-    put(w, "\",\"stop_sequence\":");
+    sb__put(w, "\"stop_reason\":\"");
+    sb__put(w, reason);
+    sb__put(w, "\",\"stop_sequence\":");
     if (matched)
-        put_json(w, ev->finish.stop_sequence);
+        sb__put_json(w, ev->finish.stop_sequence);
     else
-        put(w, "null");
+        sb__put(w, "null");
 }
 
-static void put_usage(struct writer *w, const struct sb_usage *u)
+static void put_usage(struct sb__writer *w, const struct sb_usage *u)
 {
     int64_t input = u->prompt_tokens - u->cached_prompt_tokens - u->cache_write_tokens;
 
-    put(w, "{\"input_tokens\":");
-    put_i64(w, input > 0 ? input : 0);
-    put(w, ",\"cache_creation_input_tokens\":");
-    put_i64(w, u->cache_write_tokens);
-    put(w, ",\"cache_read_input_tokens\":");
-    put_i64(w, u->cached_prompt_tokens);
-    put(w, ",\"output_tokens\":");
-    put_i64(w, u->completion_tokens);
-    put(w, "}");
+    sb__put(w, "{\"input_tokens\":");
+    sb__put_i64(w, input > 0 ? input : 0);
+    sb__put(w, ",\"cache_creation_input_tokens\":");
+    sb__put_i64(w, u->cache_write_tokens);
+    sb__put(w, ",\"cache_read_input_tokens\":");
+    sb__put_i64(w, u->cached_prompt_tokens);
+    sb__put(w, ",\"output_tokens\":");
+    sb__put_i64(w, u->completion_tokens);
+    sb__put(w, "}");
 }
 
 /* "id":..,"type":"message","role":"assistant","model":.. — the head of a message object. */
-static void put_message_head(struct writer *w, const struct anthropic_render *st)
+static void put_message_head(struct sb__writer *w, const struct anthropic_render *st)
 {
-    put(w, "{\"id\":\"");
-    put(w, st->id); /* base-62: nothing to escape */
-    put(w, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
-    put_json(w, st->model_name);
+    sb__put(w, "{\"id\":\"");
+    sb__put(w, st->id); /* base-62: nothing to escape */
+    sb__put(w, "\",\"type\":\"message\",\"role\":\"assistant\",\"model\":");
+    sb__put_json(w, st->model_name);
 }
 
 /* A tool call's id, or one made up for a backend that gave none. */
@@ -1089,79 +1004,80 @@ static struct sb_str call_id(struct sb_str id, char *gen, size_t gen_size)
 /* ---- streamed responses -------------------------------------------------------------------- */
 
 /* "event: NAME\ndata: " — the caller writes one JSON object and event_close. */
-static void event_open(struct writer *w, const char *name)
+static void event_open(struct sb__writer *w, const char *name)
 {
-    put(w, "event: ");
-    put(w, name);
-    put(w, "\ndata: ");
+    sb__put(w, "event: ");
+    sb__put(w, name);
+    sb__put(w, "\ndata: ");
 }
 
-static void event_close(struct writer *w)
+static void event_close(struct sb__writer *w)
 {
-    put(w, "\n\n");
+    sb__put(w, "\n\n");
 }
 
-static void stream_start(struct writer *w, struct anthropic_render *st)
+static void stream_start(struct sb__writer *w, struct anthropic_render *st)
 {
     event_open(w, "message_start");
-    put(w, "{\"type\":\"message_start\",\"message\":");
+    sb__put(w, "{\"type\":\"message_start\",\"message\":");
     put_message_head(w, st);
-    put(w, ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"
-           "{\"input_tokens\":0,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,"
-           "\"output_tokens\":0}}}");
+    sb__put(w,
+            ",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":"
+            "{\"input_tokens\":0,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,"
+            "\"output_tokens\":0}}}");
     event_close(w);
 }
 
-static void block_close(struct writer *w, struct anthropic_render *st)
+static void block_close(struct sb__writer *w, struct anthropic_render *st)
 {
     if (st->open == OPEN_NONE)
         return;
     event_open(w, "content_block_stop");
-    put(w, "{\"type\":\"content_block_stop\",\"index\":");
-    put_i64(w, st->block_index);
-    put(w, "}");
+    sb__put(w, "{\"type\":\"content_block_stop\",\"index\":");
+    sb__put_i64(w, st->block_index);
+    sb__put(w, "}");
     event_close(w);
     st->open = OPEN_NONE;
     st->block_index++;
 }
 
-static void block_start_head(struct writer *w, const struct anthropic_render *st)
+static void block_start_head(struct sb__writer *w, const struct anthropic_render *st)
 {
     event_open(w, "content_block_start");
-    put(w, "{\"type\":\"content_block_start\",\"index\":");
-    put_i64(w, st->block_index);
-    put(w, ",\"content_block\":");
+    sb__put(w, "{\"type\":\"content_block_start\",\"index\":");
+    sb__put_i64(w, st->block_index);
+    sb__put(w, ",\"content_block\":");
 }
 
-static void delta_head(struct writer *w, const struct anthropic_render *st, const char *type)
+static void delta_head(struct sb__writer *w, const struct anthropic_render *st, const char *type)
 {
     event_open(w, "content_block_delta");
-    put(w, "{\"type\":\"content_block_delta\",\"index\":");
-    put_i64(w, st->block_index);
-    put(w, ",\"delta\":{\"type\":\"");
-    put(w, type);
-    put(w, "\",");
+    sb__put(w, "{\"type\":\"content_block_delta\",\"index\":");
+    sb__put_i64(w, st->block_index);
+    sb__put(w, ",\"delta\":{\"type\":\"");
+    sb__put(w, type);
+    sb__put(w, "\",");
 }
 
-static void stream_text(struct writer *w, struct anthropic_render *st, struct sb_str text)
+static void stream_text(struct sb__writer *w, struct anthropic_render *st, struct sb_str text)
 {
     if (text.len == 0)
         return;
     if (st->open != OPEN_TEXT) {
         block_close(w, st);
         block_start_head(w, st);
-        put(w, "{\"type\":\"text\",\"text\":\"\"}}");
+        sb__put(w, "{\"type\":\"text\",\"text\":\"\"}}");
         event_close(w);
         st->open = OPEN_TEXT;
     }
     delta_head(w, st, "text_delta");
-    put(w, "\"text\":");
-    put_json(w, text);
-    put(w, "}}");
+    sb__put(w, "\"text\":");
+    sb__put_json(w, text);
+    sb__put(w, "}}");
     event_close(w);
 }
 
-static void stream_tool_call(struct writer *w, struct anthropic_render *st,
+static void stream_tool_call(struct sb__writer *w, struct anthropic_render *st,
                              const struct sb_event *ev)
 {
     int32_t index = ev->tool_call.index;
@@ -1179,11 +1095,11 @@ static void stream_tool_call(struct writer *w, struct anthropic_render *st,
         }
         block_close(w, st);
         block_start_head(w, st);
-        put(w, "{\"type\":\"tool_use\",\"id\":");
-        put_json(w, call_id(ev->tool_call.id, gen, sizeof(gen)));
-        put(w, ",\"name\":");
-        put_json(w, ev->tool_call.name);
-        put(w, ",\"input\":{}}}");
+        sb__put(w, "{\"type\":\"tool_use\",\"id\":");
+        sb__put_json(w, call_id(ev->tool_call.id, gen, sizeof(gen)));
+        sb__put(w, ",\"name\":");
+        sb__put_json(w, ev->tool_call.name);
+        sb__put(w, ",\"input\":{}}}");
         event_close(w);
         st->open = OPEN_TOOL;
         st->open_call = index;
@@ -1193,30 +1109,31 @@ static void stream_tool_call(struct writer *w, struct anthropic_render *st,
     if (ev->tool_call.arguments.len == 0)
         return;
     delta_head(w, st, "input_json_delta");
-    put(w, "\"partial_json\":");
-    put_json(w, ev->tool_call.arguments);
-    put(w, "}}");
+    sb__put(w, "\"partial_json\":");
+    sb__put_json(w, ev->tool_call.arguments);
+    sb__put(w, "}}");
     event_close(w);
 }
 
-static void stream_finish(struct writer *w, struct anthropic_render *st, const struct sb_event *ev)
+static void stream_finish(struct sb__writer *w, struct anthropic_render *st,
+                          const struct sb_event *ev)
 {
     block_close(w, st);
     event_open(w, "message_delta");
-    put(w, "{\"type\":\"message_delta\",\"delta\":{");
+    sb__put(w, "{\"type\":\"message_delta\",\"delta\":{");
     put_stop(w, st, ev);
-    put(w, "},\"usage\":");
+    sb__put(w, "},\"usage\":");
     put_usage(w, &st->usage);
-    put(w, "}");
+    sb__put(w, "}");
     event_close(w);
     event_open(w, "message_stop");
-    put(w, "{\"type\":\"message_stop\"}");
+    sb__put(w, "{\"type\":\"message_stop\"}");
     event_close(w);
 }
 
 /* An error after the stream began: Anthropic's error event, which SDKs raise. No message_stop
  * follows, so the cut-short output is never taken as complete. */
-static void stream_error(struct writer *w, const struct sb_event *ev)
+static void stream_error(struct sb__writer *w, const struct sb_event *ev)
 {
     struct sb_api_error err;
 
@@ -1226,7 +1143,8 @@ static void stream_error(struct writer *w, const struct sb_event *ev)
     event_close(w);
 }
 
-static int render_stream(struct anthropic_render *st, const struct sb_event *ev, struct writer *w)
+static int render_stream(struct anthropic_render *st, const struct sb_event *ev,
+                         struct sb__writer *w)
 {
     switch (ev->type) {
     case SB_EV_START: stream_start(w, st); break;
@@ -1242,134 +1160,86 @@ static int render_stream(struct anthropic_render *st, const struct sb_event *ev,
 
 /* ---- plain responses ----------------------------------------------------------------------- */
 
-/* Counts bytes against the response's bound before they are held. */
-static int hold(struct anthropic_render *st, size_t len)
-{
-    if (len > ANTHROPIC_MAX_ACCUM - st->held)
-        return SB_ETOOBIG;
-    st->held += len;
-    return 0;
-}
-
-/* Returns the accumulator for a tool call index, growing the table as calls appear. */
-static int tool_slot(struct anthropic_render *st, int32_t index, struct tool_acc **out)
-{
-    struct tool_acc *grown;
-    size_t want;
-
-    if (index < 0 || index >= ANTHROPIC_MAX_TOOL_CALLS)
-        return SB_ETOOBIG;
-    want = (size_t)index + 1;
-    if (want > st->n_calls) {
-        grown = realloc(st->calls, want * sizeof(*grown));
-        if (!grown)
-            return SB_ENOMEM;
-        for (size_t i = st->n_calls; i < want; i++) {
-            grown[i].started = false;
-            sb_buf_init(&grown[i].id, ANTHROPIC_MAX_FIELD);
-            sb_buf_init(&grown[i].name, ANTHROPIC_MAX_FIELD);
-            sb_buf_init(&grown[i].args, ANTHROPIC_MAX_ACCUM);
-        }
-        st->calls = grown;
-        st->n_calls = want;
-    }
-    *out = &st->calls[index];
-    return 0;
-}
-
 static int hold_tool_call(struct anthropic_render *st, const struct sb_event *ev)
 {
-    struct tool_acc *call = NULL;
-    int rc;
+    int rc = sb__accum_tool_call(&st->acc, ev);
 
-    rc = tool_slot(st, ev->tool_call.index, &call);
     if (rc == 0)
-        rc = hold(st, ev->tool_call.id.len + ev->tool_call.name.len + ev->tool_call.arguments.len);
-    if (rc == 0 && !call->started) {
-        call->started = true;
         st->any_call = true;
-        rc = sb_buf_append_str(&call->id, ev->tool_call.id);
-        if (rc == 0)
-            rc = sb_buf_append_str(&call->name, ev->tool_call.name);
-    }
-    if (rc == 0)
-        rc = sb_buf_append_str(&call->args, ev->tool_call.arguments);
     return rc;
 }
 
 /* A call's input as a JSON object: the arguments re-encoded compactly when they are one, {} when
  * empty, otherwise kept as text (see the file comment). Parsed once per call, not per token. */
-static void put_tool_input(struct writer *w, struct sb_str args)
+static void put_tool_input(struct sb__writer *w, struct sb_str args)
 {
     json_error_t e;
     json_t *v;
     char *text;
 
     if (args.len == 0) {
-        put(w, "{}");
+        sb__put(w, "{}");
         return;
     }
     v = json_loadb(args.p, args.len, JSON_REJECT_DUPLICATES, &e);
     if (json_is_object(v)) {
         text = json_dumps(v, JSON_COMPACT);
         if (text)
-            put(w, text);
+            sb__put(w, text);
         else if (w->rc == 0)
             w->rc = SB_ENOMEM;
         free(text);
     } else {
-        put(w, "{\"_raw_arguments\":");
-        put_json(w, args);
-        put(w, "}");
+        sb__put(w, "{\"_raw_arguments\":");
+        sb__put_json(w, args);
+        sb__put(w, "}");
     }
     json_decref(v);
 }
 
-static void plain_finish(struct writer *w, struct anthropic_render *st, const struct sb_event *ev)
+static void plain_finish(struct sb__writer *w, struct anthropic_render *st,
+                         const struct sb_event *ev)
 {
     bool first = true;
     char gen[40];
 
     put_message_head(w, st);
-    put(w, ",\"content\":[");
+    sb__put(w, ",\"content\":[");
     /* An empty text block is left out: Anthropic refuses one when a client sends the turn back. */
-    if (st->text.len) {
-        put(w, "{\"type\":\"text\",\"text\":");
-        put_json(w, sb_buf_view(&st->text));
-        put(w, "}");
+    if (st->acc.text.len) {
+        sb__put(w, "{\"type\":\"text\",\"text\":");
+        sb__put_json(w, sb_buf_view(&st->acc.text));
+        sb__put(w, "}");
         first = false;
     }
-    for (size_t i = 0; i < st->n_calls; i++) {
-        const struct tool_acc *c = &st->calls[i];
+    for (size_t i = 0; i < st->acc.n_calls; i++) {
+        const struct sb__tool_acc *c = &st->acc.calls[i];
         if (!c->started)
             continue;
-        put(w, first ? "{\"type\":\"tool_use\",\"id\":" : ",{\"type\":\"tool_use\",\"id\":");
+        sb__put(w, first ? "{\"type\":\"tool_use\",\"id\":" : ",{\"type\":\"tool_use\",\"id\":");
         first = false;
-        put_json(w, call_id(sb_buf_view(&c->id), gen, sizeof(gen)));
-        put(w, ",\"name\":");
-        put_json(w, sb_buf_view(&c->name));
-        put(w, ",\"input\":");
+        sb__put_json(w, call_id(sb_buf_view(&c->id), gen, sizeof(gen)));
+        sb__put(w, ",\"name\":");
+        sb__put_json(w, sb_buf_view(&c->name));
+        sb__put(w, ",\"input\":");
         put_tool_input(w, sb_buf_view(&c->args));
-        put(w, "}");
+        sb__put(w, "}");
     }
-    put(w, "],");
+    sb__put(w, "],");
     put_stop(w, st, ev);
-    put(w, ",\"usage\":");
+    sb__put(w, ",\"usage\":");
     put_usage(w, &st->usage);
-    put(w, "}");
+    sb__put(w, "}");
 }
 
-static int render_plain(struct anthropic_render *st, const struct sb_event *ev, struct writer *w)
+static int render_plain(struct anthropic_render *st, const struct sb_event *ev,
+                        struct sb__writer *w)
 {
     int rc = 0;
 
     switch (ev->type) {
     case SB_EV_START: break;
-    case SB_EV_TEXT:
-        rc = hold(st, ev->text.text.len);
-        if (rc == 0)
-            rc = sb_buf_append_str(&st->text, ev->text.text);
-        break;
+    case SB_EV_TEXT: rc = sb__accum_text(&st->acc, ev->text.text); break;
     case SB_EV_TOOL_CALL: rc = hold_tool_call(st, ev); break;
     case SB_EV_USAGE: st->usage = ev->usage; break;
     case SB_EV_FINISH: plain_finish(w, st, ev); break;
@@ -1382,34 +1252,34 @@ static int render_plain(struct anthropic_render *st, const struct sb_event *ev, 
 static int anthropic_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
 {
     struct anthropic_render *st = state;
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
     int rc;
 
     /* START exactly once and first; nothing after FINISH or ERROR. */
-    if (st->phase == PHASE_DONE || (st->phase == PHASE_WAIT_START) != (ev->type == SB_EV_START))
+    if (!sb__phase_accepts(st->phase, ev))
         return SB_ESTATE;
     if (ev->type == SB_EV_START) {
         /* The backend's name for the model when it gives a usable one, else the caller's. */
         if (sb_buf_append_str(&st->model, ev->start.model) != 0)
             sb_buf_reset(&st->model);
         st->model_name = st->model.len ? sb_buf_view(&st->model) : st->req->model;
-        set_phase(st, PHASE_OPEN);
+        set_phase(st, SB__PHASE_OPEN);
     }
     rc = st->req->stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);
     if (rc == 0)
-        rc = writer_finish(&w, mark);
+        rc = sb__writer_finish(&w, mark);
     if (rc)
         goto fail;
-    if (ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
-        set_phase(st, PHASE_DONE);
+    if (sb__phase_ends(ev))
+        set_phase(st, SB__PHASE_DONE);
     return 0;
 
 fail:
-    truncate_to(out, mark);
+    sb__buf_truncate(out, mark);
     /* A response that failed to render cannot be continued: a later event would either repeat
      * the failure or send output with a hole in it. */
-    set_phase(st, PHASE_DONE);
+    set_phase(st, SB__PHASE_DONE);
     return rc;
 }
 

@@ -44,6 +44,7 @@
 
 #include "api/api.h"
 #include "api/json.h"
+#include "api/render.h"
 
 #define OLLAMA_VERSION "0.8.0"
 /* Output of a non-streamed response (and tool calls and embeddings, which always wait for the
@@ -806,101 +807,28 @@ fail:
 }
 
 /* =============================================================================================
- * Output helpers
- * A writer keeps the first error and ignores later appends, so a response is written as a run of
- * puts with one check at the end.
+ * Output helpers (the writer itself is in render.h)
  * =========================================================================================== */
 
-struct writer {
-    struct sb_buf *b;
-    int rc;
-};
-
-static void put(struct writer *w, const char *s)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_append_c(w->b, s);
-}
-
-static void put_str(struct writer *w, struct sb_str s)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_append_str(w->b, s);
-}
-
-/* The inside of a JSON string, escaped, without quotes. */
-static void put_escaped(struct writer *w, struct sb_str s)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_append_json_escaped(w->b, s);
-}
-
-/* A JSON string: quoted and escaped. */
-static void put_json(struct writer *w, struct sb_str s)
-{
-    put(w, "\"");
-    put_escaped(w, s);
-    put(w, "\"");
-}
-
 /* A C string that may be NULL (unknown), as a JSON string ("" when unknown). */
-static void put_json_c(struct writer *w, const char *s)
+static void put_json_c(struct sb__writer *w, const char *s)
 {
-    put_json(w, sb_str_c(s));
-}
-
-static void put_i64(struct writer *w, int64_t v)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_printf(w->b, "%" PRId64, v);
-}
-
-/* Cuts b back to len bytes: a failed render must not leave half a line to send. */
-static void truncate_to(struct sb_buf *b, size_t len)
-{
-    if (b->len > len) {
-        b->len = len;
-        b->p[len] = '\0';
-    }
-}
-
-/* Returns the writer's first error, having undone its partial output if there was one. */
-static int writer_finish(struct writer *w, size_t mark)
-{
-    if (w->rc)
-        truncate_to(w->b, mark);
-    return w->rc;
-}
-
-/* A unix time as a quoted RFC 3339 UTC timestamp. */
-static void put_time(struct writer *w, int64_t t)
-{
-    char text[40];
-    time_t tt = (time_t)t;
-    struct tm tm;
-
-    if (!gmtime_r(&tt, &tm) || strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        put(w, "\"1970-01-01T00:00:00Z\"");
-        return;
-    }
-    put(w, "\"");
-    put(w, text);
-    put(w, "\"");
+    sb__put_json(w, sb_str_c(s));
 }
 
 static int ollama_write_error(const struct sb_api_error *err, struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
 
-    put(&w, "{\"error\":");
-    put_json(&w, sb_str_c(err->message));
-    put(&w, "}");
-    return writer_finish(&w, mark);
+    sb__put(&w, "{\"error\":");
+    sb__put_json(&w, sb_str_c(err->message));
+    sb__put(&w, "}");
+    return sb__writer_finish(&w, mark);
 }
 
 /* Ollama's parameter_size: "8.0B", "137M", "500K". */
-static void put_parameter_size(struct writer *w, int64_t n)
+static void put_parameter_size(struct sb__writer *w, int64_t n)
 {
     if (w->rc)
         return;
@@ -911,65 +839,65 @@ static void put_parameter_size(struct writer *w, int64_t n)
     else if (n > 0)
         w->rc = sb_buf_printf(w->b, "\"%.0fK\"", (double)n / 1e3);
     else
-        put(w, "\"\"");
+        sb__put(w, "\"\"");
 }
 
 /* "details":{...}: format is GGUF for local models, unknown ("") for remote ones. */
-static void put_details(struct writer *w, const struct sb_backend_info *m)
+static void put_details(struct sb__writer *w, const struct sb_backend_info *m)
 {
     bool local = m->kind && strcmp(m->kind, "local") == 0;
 
-    put(w, "\"details\":{\"parent_model\":\"\",\"format\":\"");
-    put(w, local ? "gguf" : "");
-    put(w, "\",\"family\":");
+    sb__put(w, "\"details\":{\"parent_model\":\"\",\"format\":\"");
+    sb__put(w, local ? "gguf" : "");
+    sb__put(w, "\",\"family\":");
     put_json_c(w, m->family);
-    put(w, ",\"families\":");
+    sb__put(w, ",\"families\":");
     if (m->family) {
-        put(w, "[");
+        sb__put(w, "[");
         put_json_c(w, m->family);
-        put(w, "]");
+        sb__put(w, "]");
     } else {
-        put(w, "null");
+        sb__put(w, "null");
     }
-    put(w, ",\"parameter_size\":");
+    sb__put(w, ",\"parameter_size\":");
     put_parameter_size(w, m->n_params);
-    put(w, ",\"quantization_level\":");
+    sb__put(w, ",\"quantization_level\":");
     put_json_c(w, m->quantization);
-    put(w, "}");
+    sb__put(w, "}");
 }
 
 /* "name":..,"model":..,"size":..,"digest":.., shared by /api/tags and /api/ps. */
-static void put_model_head(struct writer *w, const struct sb_backend_info *m)
+static void put_model_head(struct sb__writer *w, const struct sb_backend_info *m)
 {
-    put(w, "{\"name\":");
+    sb__put(w, "{\"name\":");
     put_json_c(w, m->name);
-    put(w, ",\"model\":");
+    sb__put(w, ",\"model\":");
     put_json_c(w, m->name);
-    put(w, ",\"size\":");
-    put_i64(w, m->size);
-    put(w, ",\"digest\":");
+    sb__put(w, ",\"size\":");
+    sb__put_i64(w, m->size);
+    sb__put(w, ",\"digest\":");
     put_json_c(w, m->digest);
 }
 
 /* GET /api/tags. */
 static int ollama_write_models(const struct sb_backend_info *models, size_t n, struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
 
-    put(&w, "{\"models\":[");
+    sb__put(&w, "{\"models\":[");
     for (size_t i = 0; i < n; i++) {
         if (i)
-            put(&w, ",");
+            sb__put(&w, ",");
         put_model_head(&w, &models[i]);
-        put(&w, ",\"modified_at\":");
-        put_time(&w, models[i].created);
-        put(&w, ",");
+        sb__put(&w, ",\"modified_at\":");
+        sb__put_time(&w, models[i].created);
+        sb__put(&w, ",");
         put_details(&w, &models[i]);
-        put(&w, "}");
+        sb__put(&w, "}");
     }
-    put(&w, "]}");
-    return writer_finish(&w, mark);
+    sb__put(&w, "]}");
+    return sb__writer_finish(&w, mark);
 }
 
 int sb_ollama_write_version(struct sb_buf *out)
@@ -982,89 +910,75 @@ int sb_ollama_write_version(struct sb_buf *out)
 
 int sb_ollama_write_ps(const struct sb_backend_info *models, size_t n, struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
     bool first = true;
 
-    put(&w, "{\"models\":[");
+    sb__put(&w, "{\"models\":[");
     for (size_t i = 0; i < n; i++) {
         const struct sb_backend_info *m = &models[i];
         if (!m->ready)
             continue;
-        put(&w, first ? "" : ",");
+        sb__put(&w, first ? "" : ",");
         first = false;
         put_model_head(&w, m);
-        put(&w, ",");
+        sb__put(&w, ",");
         put_details(&w, m);
-        put(&w, ",\"expires_at\":");
-        put_time(&w, m->expires_at ? m->expires_at : sb_unix_time() + OLLAMA_FOREVER_S);
-        put(&w, ",\"size_vram\":");
-        put_i64(&w, m->size_vram);
-        put(&w, ",\"context_length\":");
-        put_i64(&w, m->n_ctx);
-        put(&w, "}");
+        sb__put(&w, ",\"expires_at\":");
+        sb__put_time(&w, m->expires_at ? m->expires_at : sb_unix_time() + OLLAMA_FOREVER_S);
+        sb__put(&w, ",\"size_vram\":");
+        sb__put_i64(&w, m->size_vram);
+        sb__put(&w, ",\"context_length\":");
+        sb__put_i64(&w, m->n_ctx);
+        sb__put(&w, "}");
     }
-    put(&w, "]}");
-    return writer_finish(&w, mark);
+    sb__put(&w, "]}");
+    return sb__writer_finish(&w, mark);
 }
 
 int sb_ollama_write_show(const struct sb_backend_info *m, struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
     bool sep = false;
 
     /* A Modelfile for display only: the model is configured in Switchboard's configuration. */
-    put(&w, "{\"modelfile\":\"# Modelfile generated by Switchboard\\nFROM ");
-    put_escaped(&w, sb_str_c(m->name));
-    put(&w, "\\n\",\"parameters\":\"");
+    sb__put(&w, "{\"modelfile\":\"# Modelfile generated by Switchboard\\nFROM ");
+    sb__put_escaped(&w, sb_str_c(m->name));
+    sb__put(&w, "\\n\",\"parameters\":\"");
     if (m->n_ctx > 0 && w.rc == 0)
         w.rc = sb_buf_printf(w.b, "num_ctx %" PRId64, m->n_ctx);
     /* The chat template lives in the GGUF and is applied by the backend; it is not exposed. */
-    put(&w, "\",\"template\":\"\",");
+    sb__put(&w, "\",\"template\":\"\",");
     put_details(&w, m);
-    put(&w, ",\"model_info\":{");
+    sb__put(&w, ",\"model_info\":{");
     if (m->family) {
-        put(&w, "\"general.architecture\":");
+        sb__put(&w, "\"general.architecture\":");
         put_json_c(&w, m->family);
         sep = true;
     }
     if (m->n_params > 0) {
-        put(&w, sep ? ",\"general.parameter_count\":" : "\"general.parameter_count\":");
-        put_i64(&w, m->n_params);
+        sb__put(&w, sep ? ",\"general.parameter_count\":" : "\"general.parameter_count\":");
+        sb__put_i64(&w, m->n_params);
         sep = true;
     }
     if (m->family && m->n_ctx > 0) {
-        put(&w, sep ? ",\"" : "\"");
-        put_escaped(&w, sb_str_c(m->family));
-        put(&w, ".context_length\":");
-        put_i64(&w, m->n_ctx);
+        sb__put(&w, sep ? ",\"" : "\"");
+        sb__put_escaped(&w, sb_str_c(m->family));
+        sb__put(&w, ".context_length\":");
+        sb__put_i64(&w, m->n_ctx);
     }
-    put(&w, "},\"capabilities\":");
-    put(&w, m->embeddings ? "[\"embedding\"]" : "[\"completion\",\"tools\"]");
-    put(&w, ",\"modified_at\":");
-    put_time(&w, m->created);
-    put(&w, "}");
-    return writer_finish(&w, mark);
+    sb__put(&w, "},\"capabilities\":");
+    sb__put(&w, m->embeddings ? "[\"embedding\"]" : "[\"completion\",\"tools\"]");
+    sb__put(&w, ",\"modified_at\":");
+    sb__put_time(&w, m->created);
+    sb__put(&w, "}");
+    return sb__writer_finish(&w, mark);
 }
 
 /* =============================================================================================
  * Rendering
  * =========================================================================================== */
-
-/* One tool call, accumulated whole (Ollama sends calls complete, streamed or not). */
-struct tool_acc {
-    bool started;
-    struct sb_buf id;
-    struct sb_buf name;
-    struct sb_buf args;
-};
-
-enum phase {
-    PHASE_WAIT_START, /* render_init done; START must come first */
-    PHASE_OPEN,       /* deltas flow */
-    PHASE_DONE,       /* FINISH or ERROR rendered; nothing more is accepted */
-};
 
 enum shape {
     SHAPE_CHAT,     /* /api/chat: "message" objects */
@@ -1074,7 +988,7 @@ enum shape {
 
 struct ollama_render {
     const struct sb_request *req;
-    enum phase phase;
+    enum sb__phase phase;
     enum shape shape;
     bool load; /* an empty /api/generate prompt: answered with done_reason "load" */
     /* Clock readings (sb_now_ns) for the durations; first is 0 until the first output. */
@@ -1083,39 +997,27 @@ struct ollama_render {
     /* The seconds part of created_at, formatted once per second. */
     int64_t stamp_sec;
     char stamp[32];
-    struct sb_buf text;     /* plain responses: the text so far (raw, escaped when written) */
-    struct tool_acc *calls; /* by index; n_calls entries allocated */
-    size_t n_calls;
     struct sb_buf *vectors; /* SHAPE_EMBED: each input's values, comma-separated; by index */
     size_t n_vectors;
-    size_t held; /* bytes in text, calls and vectors, bounded by OLLAMA_MAX_ACCUM */
+    struct sb__accum acc; /* plain responses: text and tool calls, bounded by OLLAMA_MAX_ACCUM */
     struct sb_usage usage;
 };
 
 static void release(struct ollama_render *st)
 {
     sb_buf_free(&st->head);
-    sb_buf_free(&st->text);
-    for (size_t i = 0; i < st->n_calls; i++) {
-        sb_buf_free(&st->calls[i].id);
-        sb_buf_free(&st->calls[i].name);
-        sb_buf_free(&st->calls[i].args);
-    }
-    free(st->calls);
-    st->calls = NULL;
-    st->n_calls = 0;
+    sb__accum_free(&st->acc);
     for (size_t i = 0; i < st->n_vectors; i++)
         sb_buf_free(&st->vectors[i]);
     free(st->vectors);
     st->vectors = NULL;
     st->n_vectors = 0;
-    st->held = 0;
 }
 
 /* The only place the phase changes; leaving for DONE also frees what was accumulated. */
-static void set_phase(struct ollama_render *st, enum phase next)
+static void set_phase(struct ollama_render *st, enum sb__phase next)
 {
-    if (next == PHASE_DONE)
+    if (next == SB__PHASE_DONE)
         release(st);
     st->phase = next;
 }
@@ -1123,10 +1025,10 @@ static void set_phase(struct ollama_render *st, enum phase next)
 static int ollama_render_init(void *state, const struct sb_request *req)
 {
     struct ollama_render *st = state;
-    struct writer w = {&st->head, 0};
+    struct sb__writer w = {&st->head, 0};
 
     st->req = req;
-    st->phase = PHASE_WAIT_START;
+    st->phase = SB__PHASE_WAIT_START;
     st->shape = req->kind == SB_REQ_EMBED                            ? SHAPE_EMBED
                 : req->kind == SB_REQ_COMPLETION || req->from_prompt ? SHAPE_GENERATE
                                                                      : SHAPE_CHAT;
@@ -1135,10 +1037,10 @@ static int ollama_render_init(void *state, const struct sb_request *req)
     st->stamp_sec = -1;
     /* The model name once, escaped (at most 6 bytes a byte), around a fixed frame. */
     sb_buf_init(&st->head, OLLAMA_MAX_HEAD + 6 * req->model.len);
-    sb_buf_init(&st->text, OLLAMA_MAX_ACCUM);
-    put(&w, "{\"model\":");
-    put_json(&w, req->model);
-    put(&w, ",\"created_at\":\"");
+    sb__accum_init(&st->acc, OLLAMA_MAX_ACCUM, OLLAMA_MAX_TOOL_CALLS, OLLAMA_MAX_CALL_FIELD);
+    sb__put(&w, "{\"model\":");
+    sb__put_json(&w, req->model);
+    sb__put(&w, ",\"created_at\":\"");
     return w.rc;
 }
 
@@ -1148,7 +1050,7 @@ static void ollama_render_deinit(void *state)
 }
 
 /* The rest of created_at (RFC 3339 UTC with nanoseconds) and its closing quote. */
-static void put_stamp(struct writer *w, struct ollama_render *st)
+static void put_stamp(struct sb__writer *w, struct ollama_render *st)
 {
     struct timespec ts;
     struct tm tm;
@@ -1167,9 +1069,9 @@ static void put_stamp(struct writer *w, struct ollama_render *st)
 }
 
 /* {"model":..,"created_at":".." — the caller goes on with ,"message".. or ,"response"... */
-static void line_open(struct writer *w, struct ollama_render *st)
+static void line_open(struct sb__writer *w, struct ollama_render *st)
 {
-    put_str(w, sb_buf_view(&st->head));
+    sb__put_str(w, sb_buf_view(&st->head));
     put_stamp(w, st);
 }
 
@@ -1179,7 +1081,7 @@ static uint64_t since(uint64_t from, uint64_t to)
 }
 
 /* ,"done":true,"done_reason":..,"total_duration":.. to the end of the final object. */
-static void put_done(struct writer *w, struct ollama_render *st, const struct sb_event *ev)
+static void put_done(struct sb__writer *w, struct ollama_render *st, const struct sb_event *ev)
 {
     static const char *const done_reasons[] = {
         [SB_FINISH_STOP] = "stop",
@@ -1191,90 +1093,36 @@ static void put_done(struct writer *w, struct ollama_render *st, const struct sb
     uint64_t now = sb_now_ns();
     uint64_t first = st->t_first ? st->t_first : now;
 
-    put(w, ",\"done\":true,\"done_reason\":\"");
-    put(w, r < SB_ARRAY_LEN(done_reasons) && done_reasons[r] ? done_reasons[r] : "stop");
-    put(w, "\",\"total_duration\":");
-    put_i64(w, (int64_t)since(st->t_init, now));
-    put(w, ",\"load_duration\":");
-    put_i64(w, (int64_t)since(st->t_init, st->t_start));
-    put(w, ",\"prompt_eval_count\":");
-    put_i64(w, st->usage.prompt_tokens);
-    put(w, ",\"prompt_eval_duration\":");
-    put_i64(w, (int64_t)since(st->t_start, first));
-    put(w, ",\"eval_count\":");
-    put_i64(w, st->usage.completion_tokens);
-    put(w, ",\"eval_duration\":");
-    put_i64(w, (int64_t)since(first, now));
-    put(w, "}");
+    sb__put(w, ",\"done\":true,\"done_reason\":\"");
+    sb__put(w, r < SB_ARRAY_LEN(done_reasons) && done_reasons[r] ? done_reasons[r] : "stop");
+    sb__put(w, "\",\"total_duration\":");
+    sb__put_i64(w, (int64_t)since(st->t_init, now));
+    sb__put(w, ",\"load_duration\":");
+    sb__put_i64(w, (int64_t)since(st->t_init, st->t_start));
+    sb__put(w, ",\"prompt_eval_count\":");
+    sb__put_i64(w, st->usage.prompt_tokens);
+    sb__put(w, ",\"prompt_eval_duration\":");
+    sb__put_i64(w, (int64_t)since(st->t_start, first));
+    sb__put(w, ",\"eval_count\":");
+    sb__put_i64(w, st->usage.completion_tokens);
+    sb__put(w, ",\"eval_duration\":");
+    sb__put_i64(w, (int64_t)since(first, now));
+    sb__put(w, "}");
 }
 
 /* The answer to a "load" request, streamed or not. */
-static void put_load(struct writer *w, struct ollama_render *st)
+static void put_load(struct sb__writer *w, struct ollama_render *st)
 {
     line_open(w, st);
-    put(w, ",\"response\":\"\",\"done\":true,\"done_reason\":\"load\"}");
+    sb__put(w, ",\"response\":\"\",\"done\":true,\"done_reason\":\"load\"}");
     if (st->req->stream)
-        put(w, "\n");
-}
-
-/* Counts bytes against the response's bound before they are held. */
-static int hold(struct ollama_render *st, size_t len)
-{
-    if (len > OLLAMA_MAX_ACCUM - st->held)
-        return SB_ETOOBIG;
-    st->held += len;
-    return 0;
-}
-
-/* Returns the accumulator for a tool call index, growing the table as calls appear. */
-static int tool_slot(struct ollama_render *st, int32_t index, struct tool_acc **out)
-{
-    struct tool_acc *grown;
-    size_t want;
-
-    if (index < 0 || index >= OLLAMA_MAX_TOOL_CALLS)
-        return SB_ETOOBIG;
-    want = (size_t)index + 1;
-    if (want > st->n_calls) {
-        grown = realloc(st->calls, want * sizeof(*grown));
-        if (!grown)
-            return SB_ENOMEM;
-        for (size_t i = st->n_calls; i < want; i++) {
-            grown[i].started = false;
-            sb_buf_init(&grown[i].id, OLLAMA_MAX_CALL_FIELD);
-            sb_buf_init(&grown[i].name, OLLAMA_MAX_CALL_FIELD);
-            sb_buf_init(&grown[i].args, OLLAMA_MAX_ACCUM);
-        }
-        st->calls = grown;
-        st->n_calls = want;
-    }
-    *out = &st->calls[index];
-    return 0;
-}
-
-static int hold_tool_call(struct ollama_render *st, const struct sb_event *ev)
-{
-    struct tool_acc *call = NULL;
-    int rc;
-
-    rc = tool_slot(st, ev->tool_call.index, &call);
-    if (rc == 0)
-        rc = hold(st, ev->tool_call.id.len + ev->tool_call.name.len + ev->tool_call.arguments.len);
-    if (rc == 0 && !call->started) {
-        call->started = true;
-        rc = sb_buf_append_str(&call->id, ev->tool_call.id);
-        if (rc == 0)
-            rc = sb_buf_append_str(&call->name, ev->tool_call.name);
-    }
-    if (rc == 0)
-        rc = sb_buf_append_str(&call->args, ev->tool_call.arguments);
-    return rc;
+        sb__put(w, "\n");
 }
 
 static bool have_calls(const struct ollama_render *st)
 {
-    for (size_t i = 0; i < st->n_calls; i++) {
-        if (st->calls[i].started)
+    for (size_t i = 0; i < st->acc.n_calls; i++) {
+        if (st->acc.calls[i].started)
             return true;
     }
     return false;
@@ -1282,14 +1130,14 @@ static bool have_calls(const struct ollama_render *st)
 
 /* A call's arguments as a JSON object on one line (see the file comment). Parsed once per call,
  * not per token. */
-static void put_arguments(struct writer *w, struct sb_str args)
+static void put_arguments(struct sb__writer *w, struct sb_str args)
 {
     json_error_t e;
     json_t *v;
     char *text;
 
     if (args.len == 0) {
-        put(w, "{}");
+        sb__put(w, "{}");
         return;
     }
     v = json_loadb(args.p, args.len, JSON_REJECT_DUPLICATES, &e);
@@ -1297,27 +1145,27 @@ static void put_arguments(struct writer *w, struct sb_str args)
         /* Compact: a newline from the model's formatting would end an NDJSON line. */
         text = json_dumps(v, JSON_COMPACT);
         if (text)
-            put(w, text);
+            sb__put(w, text);
         else if (w->rc == 0)
             w->rc = SB_ENOMEM;
         free(text);
     } else {
-        put(w, "{\"_raw_arguments\":");
-        put_json(w, args);
-        put(w, "}");
+        sb__put(w, "{\"_raw_arguments\":");
+        sb__put_json(w, args);
+        sb__put(w, "}");
     }
     json_decref(v);
 }
 
 /* ,"tool_calls":[{"id":..,"function":{"index":..,"name":..,"arguments":{..}}},...] */
-static void put_tool_calls(struct writer *w, const struct ollama_render *st)
+static void put_tool_calls(struct sb__writer *w, const struct ollama_render *st)
 {
     bool first = true;
     char gen[40];
 
-    put(w, ",\"tool_calls\":[");
-    for (size_t i = 0; i < st->n_calls; i++) {
-        const struct tool_acc *c = &st->calls[i];
+    sb__put(w, ",\"tool_calls\":[");
+    for (size_t i = 0; i < st->acc.n_calls; i++) {
+        const struct sb__tool_acc *c = &st->acc.calls[i];
         struct sb_str id = sb_buf_view(&c->id);
 
         if (!c->started)
@@ -1326,39 +1174,39 @@ static void put_tool_calls(struct writer *w, const struct ollama_render *st)
             sb_random_id(gen, sizeof(gen), "call_");
             id = sb_str_c(gen);
         }
-        put(w, first ? "{\"id\":" : ",{\"id\":");
+        sb__put(w, first ? "{\"id\":" : ",{\"id\":");
         first = false;
-        put_json(w, id);
-        put(w, ",\"function\":{\"index\":");
-        put_i64(w, (int64_t)i);
-        put(w, ",\"name\":");
-        put_json(w, sb_buf_view(&c->name));
-        put(w, ",\"arguments\":");
+        sb__put_json(w, id);
+        sb__put(w, ",\"function\":{\"index\":");
+        sb__put_i64(w, (int64_t)i);
+        sb__put(w, ",\"name\":");
+        sb__put_json(w, sb_buf_view(&c->name));
+        sb__put(w, ",\"arguments\":");
         put_arguments(w, sb_buf_view(&c->args));
-        put(w, "}}");
+        sb__put(w, "}}");
     }
-    put(w, "]");
+    sb__put(w, "]");
 }
 
 /* ---- streamed responses -------------------------------------------------------------------- */
 
-static void stream_text(struct writer *w, struct ollama_render *st, struct sb_str text)
+static void stream_text(struct sb__writer *w, struct ollama_render *st, struct sb_str text)
 {
     if (text.len == 0 || st->load)
         return;
     line_open(w, st);
     if (st->shape == SHAPE_CHAT) {
-        put(w, ",\"message\":{\"role\":\"assistant\",\"content\":");
-        put_json(w, text);
-        put(w, "},\"done\":false}\n");
+        sb__put(w, ",\"message\":{\"role\":\"assistant\",\"content\":");
+        sb__put_json(w, text);
+        sb__put(w, "},\"done\":false}\n");
     } else {
-        put(w, ",\"response\":");
-        put_json(w, text);
-        put(w, ",\"done\":false}\n");
+        sb__put(w, ",\"response\":");
+        sb__put_json(w, text);
+        sb__put(w, ",\"done\":false}\n");
     }
 }
 
-static void stream_finish(struct writer *w, struct ollama_render *st, const struct sb_event *ev)
+static void stream_finish(struct sb__writer *w, struct ollama_render *st, const struct sb_event *ev)
 {
     if (st->load) {
         put_load(w, st);
@@ -1366,30 +1214,30 @@ static void stream_finish(struct writer *w, struct ollama_render *st, const stru
     }
     if (st->shape == SHAPE_CHAT && have_calls(st)) {
         line_open(w, st);
-        put(w, ",\"message\":{\"role\":\"assistant\",\"content\":\"\"");
+        sb__put(w, ",\"message\":{\"role\":\"assistant\",\"content\":\"\"");
         put_tool_calls(w, st);
-        put(w, "},\"done\":false}\n");
+        sb__put(w, "},\"done\":false}\n");
     }
     line_open(w, st);
-    put(w, st->shape == SHAPE_CHAT ? ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}"
-                                   : ",\"response\":\"\"");
+    sb__put(w, st->shape == SHAPE_CHAT ? ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}"
+                                       : ",\"response\":\"\"");
     put_done(w, st, ev);
-    put(w, "\n");
+    sb__put(w, "\n");
 }
 
 /* An error after the stream began: Ollama's error line. No done line follows, so the cut-short
  * output is never taken as complete. */
-static void stream_error(struct writer *w, const struct sb_event *ev)
+static void stream_error(struct sb__writer *w, const struct sb_event *ev)
 {
     struct sb_api_error err;
 
     sb_api_error_from_event(ev, &err);
-    put(w, "{\"error\":");
-    put_json(w, sb_str_c(err.message));
-    put(w, "}\n");
+    sb__put(w, "{\"error\":");
+    sb__put_json(w, sb_str_c(err.message));
+    sb__put(w, "}\n");
 }
 
-static int render_stream(struct ollama_render *st, const struct sb_event *ev, struct writer *w)
+static int render_stream(struct ollama_render *st, const struct sb_event *ev, struct sb__writer *w)
 {
     int rc = 0;
 
@@ -1398,7 +1246,7 @@ static int render_stream(struct ollama_render *st, const struct sb_event *ev, st
     case SB_EV_TEXT: stream_text(w, st, ev->text.text); break;
     case SB_EV_TOOL_CALL:
         if (st->shape == SHAPE_CHAT && !st->load)
-            rc = hold_tool_call(st, ev);
+            rc = sb__accum_tool_call(&st->acc, ev);
         break;
     case SB_EV_USAGE: st->usage = ev->usage; break;
     case SB_EV_FINISH: stream_finish(w, st, ev); break;
@@ -1439,11 +1287,11 @@ static int hold_embedding(struct ollama_render *st, const struct sb_event *ev)
         rc = sb_buf_printf(v, i ? ",%.9g" : "%.9g", isfinite(x) ? (double)x : 0.0);
     }
     if (rc == 0)
-        rc = hold(st, v->len);
+        rc = sb__accum_hold(&st->acc, v->len);
     return rc;
 }
 
-static int plain_embed_finish(struct writer *w, struct ollama_render *st)
+static int plain_embed_finish(struct sb__writer *w, struct ollama_render *st)
 {
     uint64_t now = sb_now_ns();
 
@@ -1451,25 +1299,25 @@ static int plain_embed_finish(struct writer *w, struct ollama_render *st)
         if (i >= st->n_vectors || !st->vectors[i].p)
             return SB_ESTATE; /* the backend left an input without its vector */
     }
-    put(w, "{\"model\":");
-    put_json(w, st->req->model);
-    put(w, ",\"embeddings\":[");
+    sb__put(w, "{\"model\":");
+    sb__put_json(w, st->req->model);
+    sb__put(w, ",\"embeddings\":[");
     for (size_t i = 0; i < st->n_vectors; i++) {
-        put(w, i ? ",[" : "[");
-        put_str(w, sb_buf_view(&st->vectors[i]));
-        put(w, "]");
+        sb__put(w, i ? ",[" : "[");
+        sb__put_str(w, sb_buf_view(&st->vectors[i]));
+        sb__put(w, "]");
     }
-    put(w, "],\"total_duration\":");
-    put_i64(w, (int64_t)since(st->t_init, now));
-    put(w, ",\"load_duration\":");
-    put_i64(w, (int64_t)since(st->t_init, st->t_start));
-    put(w, ",\"prompt_eval_count\":");
-    put_i64(w, st->usage.prompt_tokens);
-    put(w, "}");
+    sb__put(w, "],\"total_duration\":");
+    sb__put_i64(w, (int64_t)since(st->t_init, now));
+    sb__put(w, ",\"load_duration\":");
+    sb__put_i64(w, (int64_t)since(st->t_init, st->t_start));
+    sb__put(w, ",\"prompt_eval_count\":");
+    sb__put_i64(w, st->usage.prompt_tokens);
+    sb__put(w, "}");
     return 0;
 }
 
-static int plain_finish(struct writer *w, struct ollama_render *st, const struct sb_event *ev)
+static int plain_finish(struct sb__writer *w, struct ollama_render *st, const struct sb_event *ev)
 {
     if (st->shape == SHAPE_EMBED)
         return plain_embed_finish(w, st);
@@ -1479,20 +1327,20 @@ static int plain_finish(struct writer *w, struct ollama_render *st, const struct
     }
     line_open(w, st);
     if (st->shape == SHAPE_CHAT) {
-        put(w, ",\"message\":{\"role\":\"assistant\",\"content\":");
-        put_json(w, sb_buf_view(&st->text));
+        sb__put(w, ",\"message\":{\"role\":\"assistant\",\"content\":");
+        sb__put_json(w, sb_buf_view(&st->acc.text));
         if (have_calls(st))
             put_tool_calls(w, st);
-        put(w, "}");
+        sb__put(w, "}");
     } else {
-        put(w, ",\"response\":");
-        put_json(w, sb_buf_view(&st->text));
+        sb__put(w, ",\"response\":");
+        sb__put_json(w, sb_buf_view(&st->acc.text));
     }
     put_done(w, st, ev);
     return 0;
 }
 
-static int render_plain(struct ollama_render *st, const struct sb_event *ev, struct writer *w)
+static int render_plain(struct ollama_render *st, const struct sb_event *ev, struct sb__writer *w)
 {
     int rc = 0;
 
@@ -1501,13 +1349,11 @@ static int render_plain(struct ollama_render *st, const struct sb_event *ev, str
     case SB_EV_TEXT:
         if (st->shape == SHAPE_EMBED || st->load)
             break;
-        rc = hold(st, ev->text.text.len);
-        if (rc == 0)
-            rc = sb_buf_append_str(&st->text, ev->text.text);
+        rc = sb__accum_text(&st->acc, ev->text.text);
         break;
     case SB_EV_TOOL_CALL:
         if (st->shape == SHAPE_CHAT && !st->load)
-            rc = hold_tool_call(st, ev);
+            rc = sb__accum_tool_call(&st->acc, ev);
         break;
     case SB_EV_EMBEDDING: rc = st->shape == SHAPE_EMBED ? hold_embedding(st, ev) : SB_EINVAL; break;
     case SB_EV_USAGE: st->usage = ev->usage; break;
@@ -1520,35 +1366,35 @@ static int render_plain(struct ollama_render *st, const struct sb_event *ev, str
 static int ollama_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
 {
     struct ollama_render *st = state;
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
     bool stream = st->req->stream && st->shape != SHAPE_EMBED;
     int rc;
 
     /* START exactly once and first; nothing after FINISH or ERROR. */
-    if (st->phase == PHASE_DONE || (st->phase == PHASE_WAIT_START) != (ev->type == SB_EV_START))
+    if (!sb__phase_accepts(st->phase, ev))
         return SB_ESTATE;
     if (ev->type == SB_EV_START) {
         st->t_start = sb_now_ns();
-        set_phase(st, PHASE_OPEN);
+        set_phase(st, SB__PHASE_OPEN);
     } else if (!st->t_first && (ev->type == SB_EV_TEXT || ev->type == SB_EV_TOOL_CALL ||
                                 ev->type == SB_EV_EMBEDDING)) {
         st->t_first = sb_now_ns();
     }
     rc = stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);
     if (rc == 0)
-        rc = writer_finish(&w, mark);
+        rc = sb__writer_finish(&w, mark);
     if (rc)
         goto fail;
-    if (ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
-        set_phase(st, PHASE_DONE);
+    if (sb__phase_ends(ev))
+        set_phase(st, SB__PHASE_DONE);
     return 0;
 
 fail:
-    truncate_to(out, mark);
+    sb__buf_truncate(out, mark);
     /* A response that failed to render cannot be continued: a later event would either repeat
      * the failure or send output with a hole in it. */
-    set_phase(st, PHASE_DONE);
+    set_phase(st, SB__PHASE_DONE);
     return rc;
 }
 

@@ -9,6 +9,7 @@
 
 #include "api/api.h"
 #include "api/json.h"
+#include "api/render.h"
 
 /* Output of a non-streamed response is held until FINISH; past this the response fails instead of
  * arriving cut short. */
@@ -880,59 +881,8 @@ fail:
 }
 
 /* =============================================================================================
- * Output helpers
- * A writer keeps the first error and ignores later appends, so a response is written as a run of
- * puts with one check at the end.
+ * Output helpers (the writer itself is in render.h)
  * =========================================================================================== */
-
-struct writer {
-    struct sb_buf *b;
-    int rc;
-};
-
-static void put(struct writer *w, const char *s)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_append_c(w->b, s);
-}
-
-static void put_str(struct writer *w, struct sb_str s)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_append_str(w->b, s);
-}
-
-/* A JSON string: quoted and escaped. */
-static void put_json(struct writer *w, struct sb_str s)
-{
-    put(w, "\"");
-    if (w->rc == 0)
-        w->rc = sb_buf_append_json_escaped(w->b, s);
-    put(w, "\"");
-}
-
-static void put_i64(struct writer *w, int64_t v)
-{
-    if (w->rc == 0)
-        w->rc = sb_buf_printf(w->b, "%" PRId64, v);
-}
-
-/* Cuts b back to len bytes: a failed render must not leave half a chunk to send. */
-static void truncate_to(struct sb_buf *b, size_t len)
-{
-    if (b->len > len) {
-        b->len = len;
-        b->p[len] = '\0';
-    }
-}
-
-/* Returns the writer's first error, having undone its partial output if there was one. */
-static int writer_finish(struct writer *w, size_t mark)
-{
-    if (w->rc)
-        truncate_to(w->b, mark);
-    return w->rc;
-}
 
 static const char *const finish_names[] = {
     [SB_FINISH_STOP] = "stop",
@@ -948,96 +898,78 @@ static const char *finish_name(enum sb_finish_reason r)
     return i < SB_ARRAY_LEN(finish_names) && finish_names[i] ? finish_names[i] : "stop";
 }
 
-static void put_usage(struct writer *w, const struct sb_usage *u)
+static void put_usage(struct sb__writer *w, const struct sb_usage *u)
 {
-    put(w, "{\"prompt_tokens\":");
-    put_i64(w, u->prompt_tokens);
-    put(w, ",\"completion_tokens\":");
-    put_i64(w, u->completion_tokens);
-    put(w, ",\"total_tokens\":");
-    put_i64(w, u->prompt_tokens + u->completion_tokens);
-    put(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
-    put_i64(w, u->cached_prompt_tokens);
-    put(w, "}}");
+    sb__put(w, "{\"prompt_tokens\":");
+    sb__put_i64(w, u->prompt_tokens);
+    sb__put(w, ",\"completion_tokens\":");
+    sb__put_i64(w, u->completion_tokens);
+    sb__put(w, ",\"total_tokens\":");
+    sb__put_i64(w, u->prompt_tokens + u->completion_tokens);
+    sb__put(w, ",\"prompt_tokens_details\":{\"cached_tokens\":");
+    sb__put_i64(w, u->cached_prompt_tokens);
+    sb__put(w, "}}");
 }
 
-static void put_error(struct writer *w, const struct sb_api_error *err)
+static void put_error(struct sb__writer *w, const struct sb_api_error *err)
 {
-    put(w, "{\"error\":{\"message\":");
-    put_json(w, sb_str_c(err->message));
-    put(w, ",\"type\":");
-    put_json(w, sb_str_c(err->type ? err->type : "server_error"));
-    put(w, ",\"param\":");
+    sb__put(w, "{\"error\":{\"message\":");
+    sb__put_json(w, sb_str_c(err->message));
+    sb__put(w, ",\"type\":");
+    sb__put_json(w, sb_str_c(err->type ? err->type : "server_error"));
+    sb__put(w, ",\"param\":");
     if (err->param[0])
-        put_json(w, sb_str_c(err->param));
+        sb__put_json(w, sb_str_c(err->param));
     else
-        put(w, "null");
-    put(w, ",\"code\":");
+        sb__put(w, "null");
+    sb__put(w, ",\"code\":");
     if (err->code)
-        put_json(w, sb_str_c(err->code));
+        sb__put_json(w, sb_str_c(err->code));
     else
-        put(w, "null");
-    put(w, "}}");
+        sb__put(w, "null");
+    sb__put(w, "}}");
 }
 
 static int openai_write_error(const struct sb_api_error *err, struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
 
     put_error(&w, err);
-    return writer_finish(&w, mark);
+    return sb__writer_finish(&w, mark);
 }
 
 static int openai_write_models(const struct sb_backend_info *models, size_t n, struct sb_buf *out)
 {
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
 
-    put(&w, "{\"object\":\"list\",\"data\":[");
+    sb__put(&w, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < n; i++) {
-        put(&w, i ? ",{\"id\":" : "{\"id\":");
-        put_json(&w, sb_str_c(models[i].name));
-        put(&w, ",\"object\":\"model\",\"created\":");
-        put_i64(&w, models[i].created);
-        put(&w, ",\"owned_by\":\"switchboard\"}");
+        sb__put(&w, i ? ",{\"id\":" : "{\"id\":");
+        sb__put_json(&w, sb_str_c(models[i].name));
+        sb__put(&w, ",\"object\":\"model\",\"created\":");
+        sb__put_i64(&w, models[i].created);
+        sb__put(&w, ",\"owned_by\":\"switchboard\"}");
     }
-    put(&w, "]}");
-    return writer_finish(&w, mark);
+    sb__put(&w, "]}");
+    return sb__writer_finish(&w, mark);
 }
 
 /* =============================================================================================
  * Rendering
  * =========================================================================================== */
 
-/* One tool call being produced. For a stream only `started` is used (the first delta of an index
- * carries id, type and name); a plain response accumulates the whole call. */
-struct tool_acc {
-    bool started;
-    struct sb_buf id;
-    struct sb_buf name;
-    struct sb_buf args;
-};
-
-enum phase {
-    PHASE_WAIT_START, /* render_init done; START must come first */
-    PHASE_OPEN,       /* deltas flow */
-    PHASE_DONE,       /* FINISH or ERROR rendered; nothing more is accepted */
-};
-
 struct openai_render {
     const struct sb_request *req;
-    enum phase phase;
+    enum sb__phase phase;
     bool chat; /* chat.completion(.chunk) rather than text_completion */
     char id[40];
     int64_t created;
     /* {"id":..,"object":..,"created":..,"model":.. — the part every chunk repeats, built once at
      * START (the model name arrives with it). */
     struct sb_buf head;
-    struct sb_buf text;     /* plain responses: the text so far (raw, escaped when written) */
-    struct tool_acc *calls; /* by index; n_calls entries allocated */
-    size_t n_calls;
-    size_t held; /* bytes in text and calls, bounded by OPENAI_MAX_ACCUM */
+    struct sb__accum acc; /* plain responses: text and tool calls, bounded by OPENAI_MAX_ACCUM */
     struct sb_usage usage;
     bool embed;             /* an embeddings list; head then holds the model, as a JSON string */
     struct sb_buf *vectors; /* embeddings: each input's vector as written, by index */
@@ -1045,31 +977,22 @@ struct openai_render {
 };
 
 /* The only place the phase changes; leaving for DONE also frees what was accumulated. */
-static void set_phase(struct openai_render *st, enum phase next);
+static void set_phase(struct openai_render *st, enum sb__phase next);
 
 static void release(struct openai_render *st)
 {
     sb_buf_free(&st->head);
-    sb_buf_free(&st->text);
-    for (size_t i = 0; i < st->n_calls; i++) {
-        sb_buf_free(&st->calls[i].id);
-        sb_buf_free(&st->calls[i].name);
-        sb_buf_free(&st->calls[i].args);
-    }
-    free(st->calls);
-    st->calls = NULL;
-    st->n_calls = 0;
+    sb__accum_free(&st->acc);
     for (size_t i = 0; i < st->n_vectors; i++)
         sb_buf_free(&st->vectors[i]);
     free(st->vectors);
     st->vectors = NULL;
     st->n_vectors = 0;
-    st->held = 0;
 }
 
-static void set_phase(struct openai_render *st, enum phase next)
+static void set_phase(struct openai_render *st, enum sb__phase next)
 {
-    if (next == PHASE_DONE)
+    if (next == SB__PHASE_DONE)
         release(st);
     st->phase = next;
 }
@@ -1079,13 +1002,13 @@ static int openai_render_init(void *state, const struct sb_request *req)
     struct openai_render *st = state;
 
     st->req = req;
-    st->phase = PHASE_WAIT_START;
+    st->phase = SB__PHASE_WAIT_START;
     st->chat = req->kind == SB_REQ_CHAT;
     st->embed = req->kind == SB_REQ_EMBED;
     sb_random_id(st->id, sizeof(st->id), st->chat ? "chatcmpl-" : "cmpl-");
     st->created = sb_unix_time();
     sb_buf_init(&st->head, OPENAI_MAX_HEAD);
-    sb_buf_init(&st->text, OPENAI_MAX_ACCUM);
+    sb__accum_init(&st->acc, OPENAI_MAX_ACCUM, OPENAI_MAX_TOOL_CALLS, OPENAI_MAX_CALL_FIELD);
     return 0;
 }
 
@@ -1101,119 +1024,84 @@ static int build_head(struct openai_render *st, struct sb_str model)
         {"text_completion", "text_completion"},
         {"chat.completion", "chat.completion.chunk"},
     };
-    struct writer w = {&st->head, 0};
+    struct sb__writer w = {&st->head, 0};
 
     if (model.len == 0)
         model = st->req->model;
     if (st->embed) {
-        put_json(&w, model);
+        sb__put_json(&w, model);
         return w.rc;
     }
-    put(&w, "{\"id\":\"");
-    put(&w, st->id); /* base-62: nothing to escape */
-    put(&w, "\",\"object\":\"");
-    put(&w, objects[st->chat][st->req->stream]);
-    put(&w, "\",\"created\":");
-    put_i64(&w, st->created);
-    put(&w, ",\"model\":");
-    put_json(&w, model);
+    sb__put(&w, "{\"id\":\"");
+    sb__put(&w, st->id); /* base-62: nothing to escape */
+    sb__put(&w, "\",\"object\":\"");
+    sb__put(&w, objects[st->chat][st->req->stream]);
+    sb__put(&w, "\",\"created\":");
+    sb__put_i64(&w, st->created);
+    sb__put(&w, ",\"model\":");
+    sb__put_json(&w, model);
     return w.rc;
 }
 
 /* "data: " + head + ,"choices":[ — then the caller writes the choice and calls chunk_close. */
-static void chunk_open(struct writer *w, const struct openai_render *st)
+static void chunk_open(struct sb__writer *w, const struct openai_render *st)
 {
-    put(w, "data: ");
-    put_str(w, sb_buf_view(&st->head));
-    put(w, ",\"choices\":[");
+    sb__put(w, "data: ");
+    sb__put_str(w, sb_buf_view(&st->head));
+    sb__put(w, ",\"choices\":[");
 }
 
-static void chunk_close(struct writer *w, const struct openai_render *st)
+static void chunk_close(struct sb__writer *w, const struct openai_render *st)
 {
     /* With include_usage OpenAI sends "usage":null on every chunk but the last. */
-    put(w, st->req->include_usage ? "],\"usage\":null}\n\n" : "]}\n\n");
+    sb__put(w, st->req->include_usage ? "],\"usage\":null}\n\n" : "]}\n\n");
 }
 
 /* A chat chunk's choice around a delta: the delta's members are written between the two. */
-static void chat_choice_open(struct writer *w)
+static void chat_choice_open(struct sb__writer *w)
 {
-    put(w, "{\"index\":0,\"delta\":{");
+    sb__put(w, "{\"index\":0,\"delta\":{");
 }
 
-static void chat_choice_close(struct writer *w, const char *finish)
+static void chat_choice_close(struct sb__writer *w, const char *finish)
 {
-    put(w, "},\"logprobs\":null,\"finish_reason\":");
+    sb__put(w, "},\"logprobs\":null,\"finish_reason\":");
     if (finish) {
-        put(w, "\"");
-        put(w, finish);
-        put(w, "\"}");
+        sb__put(w, "\"");
+        sb__put(w, finish);
+        sb__put(w, "\"}");
     } else {
-        put(w, "null}");
+        sb__put(w, "null}");
     }
 }
 
 /* A text_completion choice; finish is NULL until the last chunk. */
-static void completion_choice(struct writer *w, struct sb_str text, struct sb_str more,
+static void completion_choice(struct sb__writer *w, struct sb_str text, struct sb_str more,
                               const char *finish)
 {
-    put(w, "{\"text\":\"");
+    sb__put(w, "{\"text\":\"");
     if (w->rc == 0)
         w->rc = sb_buf_append_json_escaped(w->b, text);
     if (w->rc == 0 && more.len)
         w->rc = sb_buf_append_json_escaped(w->b, more);
-    put(w, "\",\"index\":0,\"logprobs\":null,\"finish_reason\":");
+    sb__put(w, "\",\"index\":0,\"logprobs\":null,\"finish_reason\":");
     if (finish) {
-        put(w, "\"");
-        put(w, finish);
-        put(w, "\"}");
+        sb__put(w, "\"");
+        sb__put(w, finish);
+        sb__put(w, "\"}");
     } else {
-        put(w, "null}");
+        sb__put(w, "null}");
     }
-}
-
-/* Returns the accumulator for a tool call index, growing the table as calls appear. */
-static int tool_slot(struct openai_render *st, int32_t index, struct tool_acc **out)
-{
-    size_t want;
-    struct tool_acc *grown;
-
-    if (index < 0 || index >= OPENAI_MAX_TOOL_CALLS)
-        return SB_ETOOBIG;
-    want = (size_t)index + 1;
-    if (want > st->n_calls) {
-        grown = realloc(st->calls, want * sizeof(*grown));
-        if (!grown)
-            return SB_ENOMEM;
-        for (size_t i = st->n_calls; i < want; i++) {
-            grown[i].started = false;
-            sb_buf_init(&grown[i].id, OPENAI_MAX_CALL_FIELD);
-            sb_buf_init(&grown[i].name, OPENAI_MAX_CALL_FIELD);
-            sb_buf_init(&grown[i].args, OPENAI_MAX_ACCUM);
-        }
-        st->calls = grown;
-        st->n_calls = want;
-    }
-    *out = &st->calls[index];
-    return 0;
-}
-
-/* Counts bytes against the response's bound before they are held. */
-static int hold(struct openai_render *st, size_t len)
-{
-    if (len > OPENAI_MAX_ACCUM - st->held)
-        return SB_ETOOBIG;
-    st->held += len;
-    return 0;
 }
 
 /* ---- streamed responses -------------------------------------------------------------------- */
 
-static void stream_start(struct writer *w, struct openai_render *st)
+static void stream_start(struct sb__writer *w, struct openai_render *st)
 {
     if (st->chat) {
         chunk_open(w, st);
         chat_choice_open(w);
-        put(w, "\"role\":\"assistant\",\"content\":\"\"");
+        sb__put(w, "\"role\":\"assistant\",\"content\":\"\"");
         chat_choice_close(w, NULL);
         chunk_close(w, st);
     } else if (st->req->echo) {
@@ -1223,15 +1111,15 @@ static void stream_start(struct writer *w, struct openai_render *st)
     }
 }
 
-static void stream_text(struct writer *w, struct openai_render *st, struct sb_str text)
+static void stream_text(struct sb__writer *w, struct openai_render *st, struct sb_str text)
 {
     if (text.len == 0)
         return;
     chunk_open(w, st);
     if (st->chat) {
         chat_choice_open(w);
-        put(w, "\"content\":");
-        put_json(w, text);
+        sb__put(w, "\"content\":");
+        sb__put_json(w, text);
         chat_choice_close(w, NULL);
     } else {
         completion_choice(w, text, SB_STR_NULL, NULL);
@@ -1239,45 +1127,46 @@ static void stream_text(struct writer *w, struct openai_render *st, struct sb_st
     chunk_close(w, st);
 }
 
-static void stream_tool_call(struct writer *w, struct openai_render *st, const struct sb_event *ev)
+static void stream_tool_call(struct sb__writer *w, struct openai_render *st,
+                             const struct sb_event *ev)
 {
-    struct tool_acc *call = NULL;
+    struct sb__tool_acc *call = NULL;
     char gen_id[40];
     struct sb_str id = ev->tool_call.id;
 
     if (!st->chat)
         return; /* a completion has no tool calls to show */
     if (w->rc == 0)
-        w->rc = tool_slot(st, ev->tool_call.index, &call);
+        w->rc = sb__accum_tool_slot(&st->acc, ev->tool_call.index, &call);
     if (w->rc)
         return;
     chunk_open(w, st);
     chat_choice_open(w);
-    put(w, "\"tool_calls\":[{\"index\":");
-    put_i64(w, ev->tool_call.index);
+    sb__put(w, "\"tool_calls\":[{\"index\":");
+    sb__put_i64(w, ev->tool_call.index);
     if (!call->started) {
         /* Clients key the call on its id; a backend that gave none still gets one. */
         if (id.len == 0) {
             sb_random_id(gen_id, sizeof(gen_id), "call_");
             id = sb_str_c(gen_id);
         }
-        put(w, ",\"id\":");
-        put_json(w, id);
-        put(w, ",\"type\":\"function\",\"function\":{\"name\":");
-        put_json(w, ev->tool_call.name);
-        put(w, ",\"arguments\":");
+        sb__put(w, ",\"id\":");
+        sb__put_json(w, id);
+        sb__put(w, ",\"type\":\"function\",\"function\":{\"name\":");
+        sb__put_json(w, ev->tool_call.name);
+        sb__put(w, ",\"arguments\":");
     } else {
-        put(w, ",\"function\":{\"arguments\":");
+        sb__put(w, ",\"function\":{\"arguments\":");
     }
-    put_json(w, ev->tool_call.arguments);
-    put(w, "}}]");
+    sb__put_json(w, ev->tool_call.arguments);
+    sb__put(w, "}}]");
     chat_choice_close(w, NULL);
     chunk_close(w, st);
     if (w->rc == 0)
         call->started = true;
 }
 
-static void stream_finish(struct writer *w, struct openai_render *st, const struct sb_event *ev)
+static void stream_finish(struct sb__writer *w, struct openai_render *st, const struct sb_event *ev)
 {
     const char *reason = finish_name(ev->finish.reason);
 
@@ -1290,28 +1179,28 @@ static void stream_finish(struct writer *w, struct openai_render *st, const stru
     }
     chunk_close(w, st);
     if (st->req->include_usage) {
-        put(w, "data: ");
-        put_str(w, sb_buf_view(&st->head));
-        put(w, ",\"choices\":[],\"usage\":");
+        sb__put(w, "data: ");
+        sb__put_str(w, sb_buf_view(&st->head));
+        sb__put(w, ",\"choices\":[],\"usage\":");
         put_usage(w, &st->usage);
-        put(w, "}\n\n");
+        sb__put(w, "}\n\n");
     }
-    put(w, "data: [DONE]\n\n");
+    sb__put(w, "data: [DONE]\n\n");
 }
 
 /* An error after the stream began: OpenAI's error object as one more event, and no [DONE], so that
  * SDKs raise instead of treating the cut-short output as complete. */
-static void stream_error(struct writer *w, const struct sb_event *ev)
+static void stream_error(struct sb__writer *w, const struct sb_event *ev)
 {
     struct sb_api_error err;
 
     sb_api_error_from_event(ev, &err);
-    put(w, "data: ");
+    sb__put(w, "data: ");
     put_error(w, &err);
-    put(w, "\n\n");
+    sb__put(w, "\n\n");
 }
 
-static int render_stream(struct openai_render *st, const struct sb_event *ev, struct writer *w)
+static int render_stream(struct openai_render *st, const struct sb_event *ev, struct sb__writer *w)
 {
     switch (ev->type) {
     case SB_EV_START: stream_start(w, st); break;
@@ -1329,33 +1218,19 @@ static int render_stream(struct openai_render *st, const struct sb_event *ev, st
 
 static int hold_tool_call(struct openai_render *st, const struct sb_event *ev)
 {
-    struct tool_acc *call = NULL;
-    int rc;
-
     if (!st->chat)
         return 0;
-    rc = tool_slot(st, ev->tool_call.index, &call);
-    if (rc == 0)
-        rc = hold(st, ev->tool_call.id.len + ev->tool_call.name.len + ev->tool_call.arguments.len);
-    if (rc == 0 && !call->started) {
-        call->started = true;
-        rc = sb_buf_append_str(&call->id, ev->tool_call.id);
-        if (rc == 0)
-            rc = sb_buf_append_str(&call->name, ev->tool_call.name);
-    }
-    if (rc == 0)
-        rc = sb_buf_append_str(&call->args, ev->tool_call.arguments);
-    return rc;
+    return sb__accum_tool_call(&st->acc, ev);
 }
 
-static void put_tool_calls(struct writer *w, struct openai_render *st)
+static void put_tool_calls(struct sb__writer *w, struct openai_render *st)
 {
     bool first = true;
     char gen_id[40];
 
-    put(w, ",\"tool_calls\":[");
-    for (size_t i = 0; i < st->n_calls; i++) {
-        struct tool_acc *c = &st->calls[i];
+    sb__put(w, ",\"tool_calls\":[");
+    for (size_t i = 0; i < st->acc.n_calls; i++) {
+        struct sb__tool_acc *c = &st->acc.calls[i];
         struct sb_str id = sb_buf_view(&c->id);
         if (!c->started)
             continue;
@@ -1363,47 +1238,47 @@ static void put_tool_calls(struct writer *w, struct openai_render *st)
             sb_random_id(gen_id, sizeof(gen_id), "call_");
             id = sb_str_c(gen_id);
         }
-        put(w, first ? "{\"id\":" : ",{\"id\":");
+        sb__put(w, first ? "{\"id\":" : ",{\"id\":");
         first = false;
-        put_json(w, id);
-        put(w, ",\"type\":\"function\",\"function\":{\"name\":");
-        put_json(w, sb_buf_view(&c->name));
-        put(w, ",\"arguments\":");
-        put_json(w, sb_buf_view(&c->args));
-        put(w, "}}");
+        sb__put_json(w, id);
+        sb__put(w, ",\"type\":\"function\",\"function\":{\"name\":");
+        sb__put_json(w, sb_buf_view(&c->name));
+        sb__put(w, ",\"arguments\":");
+        sb__put_json(w, sb_buf_view(&c->args));
+        sb__put(w, "}}");
     }
-    put(w, "]");
+    sb__put(w, "]");
 }
 
-static void plain_finish(struct writer *w, struct openai_render *st, const struct sb_event *ev)
+static void plain_finish(struct sb__writer *w, struct openai_render *st, const struct sb_event *ev)
 {
     const char *reason = finish_name(ev->finish.reason);
     bool has_calls = false;
 
-    for (size_t i = 0; i < st->n_calls && !has_calls; i++)
-        has_calls = st->calls[i].started;
-    put_str(w, sb_buf_view(&st->head));
-    put(w, ",\"choices\":[");
+    for (size_t i = 0; i < st->acc.n_calls && !has_calls; i++)
+        has_calls = st->acc.calls[i].started;
+    sb__put_str(w, sb_buf_view(&st->head));
+    sb__put(w, ",\"choices\":[");
     if (st->chat) {
-        put(w, "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
+        sb__put(w, "{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":");
         /* OpenAI's convention: a turn that only calls tools has null content. */
-        if (has_calls && st->text.len == 0)
-            put(w, "null");
+        if (has_calls && st->acc.text.len == 0)
+            sb__put(w, "null");
         else
-            put_json(w, sb_buf_view(&st->text));
-        put(w, ",\"refusal\":null");
+            sb__put_json(w, sb_buf_view(&st->acc.text));
+        sb__put(w, ",\"refusal\":null");
         if (has_calls)
             put_tool_calls(w, st);
-        put(w, "},\"logprobs\":null,\"finish_reason\":\"");
-        put(w, reason);
-        put(w, "\"}");
+        sb__put(w, "},\"logprobs\":null,\"finish_reason\":\"");
+        sb__put(w, reason);
+        sb__put(w, "\"}");
     } else {
-        completion_choice(w, st->req->echo ? st->req->prompt : SB_STR_NULL, sb_buf_view(&st->text),
-                          reason);
+        completion_choice(w, st->req->echo ? st->req->prompt : SB_STR_NULL,
+                          sb_buf_view(&st->acc.text), reason);
     }
-    put(w, "],\"usage\":");
+    sb__put(w, "],\"usage\":");
     put_usage(w, &st->usage);
-    put(w, "}");
+    sb__put(w, "}");
 }
 
 /* ---- embeddings (never streamed) ------------------------------------------------------------ */
@@ -1488,11 +1363,11 @@ static int hold_embedding(struct openai_render *st, const struct sb_event *ev)
     if (rc == 0)
         rc = write_vector(v, ev->embedding.values, ev->embedding.dim, st->req->embed_base64);
     if (rc == 0)
-        rc = hold(st, v->len);
+        rc = sb__accum_hold(&st->acc, v->len);
     return rc;
 }
 
-static int embed_finish(struct writer *w, struct openai_render *st)
+static int embed_finish(struct sb__writer *w, struct openai_render *st)
 {
     const char *open = st->req->embed_base64 ? "\"" : "[";
     const char *close = st->req->embed_base64 ? "\"}" : "]}";
@@ -1501,37 +1376,33 @@ static int embed_finish(struct writer *w, struct openai_render *st)
         if (i >= st->n_vectors || !st->vectors[i].p)
             return SB_ESTATE; /* the backend left an input without its vector */
     }
-    put(w, "{\"object\":\"list\",\"data\":[");
+    sb__put(w, "{\"object\":\"list\",\"data\":[");
     for (size_t i = 0; i < st->n_vectors; i++) {
-        put(w,
-            i ? ",{\"object\":\"embedding\",\"index\":" : "{\"object\":\"embedding\",\"index\":");
-        put_i64(w, (int64_t)i);
-        put(w, ",\"embedding\":");
-        put(w, open);
-        put_str(w, sb_buf_view(&st->vectors[i]));
-        put(w, close);
+        sb__put(w, i ? ",{\"object\":\"embedding\",\"index\":"
+                     : "{\"object\":\"embedding\",\"index\":");
+        sb__put_i64(w, (int64_t)i);
+        sb__put(w, ",\"embedding\":");
+        sb__put(w, open);
+        sb__put_str(w, sb_buf_view(&st->vectors[i]));
+        sb__put(w, close);
     }
-    put(w, "],\"model\":");
-    put_str(w, sb_buf_view(&st->head));
-    put(w, ",\"usage\":{\"prompt_tokens\":");
-    put_i64(w, st->usage.prompt_tokens);
-    put(w, ",\"total_tokens\":");
-    put_i64(w, st->usage.prompt_tokens);
-    put(w, "}}");
+    sb__put(w, "],\"model\":");
+    sb__put_str(w, sb_buf_view(&st->head));
+    sb__put(w, ",\"usage\":{\"prompt_tokens\":");
+    sb__put_i64(w, st->usage.prompt_tokens);
+    sb__put(w, ",\"total_tokens\":");
+    sb__put_i64(w, st->usage.prompt_tokens);
+    sb__put(w, "}}");
     return 0;
 }
 
-static int render_plain(struct openai_render *st, const struct sb_event *ev, struct writer *w)
+static int render_plain(struct openai_render *st, const struct sb_event *ev, struct sb__writer *w)
 {
     int rc = 0;
 
     switch (ev->type) {
     case SB_EV_START: break;
-    case SB_EV_TEXT:
-        rc = hold(st, ev->text.text.len);
-        if (rc == 0)
-            rc = sb_buf_append_str(&st->text, ev->text.text);
-        break;
+    case SB_EV_TEXT: rc = sb__accum_text(&st->acc, ev->text.text); break;
     case SB_EV_TOOL_CALL: rc = hold_tool_call(st, ev); break;
     case SB_EV_USAGE: st->usage = ev->usage; break;
     case SB_EV_FINISH:
@@ -1551,33 +1422,33 @@ static int render_plain(struct openai_render *st, const struct sb_event *ev, str
 static int openai_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
 {
     struct openai_render *st = state;
-    struct writer w = {out, 0};
+    struct sb__writer w = {out, 0};
     size_t mark = out->len;
     int rc;
 
     /* START exactly once and first; nothing after FINISH or ERROR. */
-    if (st->phase == PHASE_DONE || (st->phase == PHASE_WAIT_START) != (ev->type == SB_EV_START))
+    if (!sb__phase_accepts(st->phase, ev))
         return SB_ESTATE;
     if (ev->type == SB_EV_START) {
         rc = build_head(st, ev->start.model);
         if (rc)
             goto fail;
-        set_phase(st, PHASE_OPEN);
+        set_phase(st, SB__PHASE_OPEN);
     }
     rc = st->req->stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);
     if (rc == 0)
-        rc = writer_finish(&w, mark);
+        rc = sb__writer_finish(&w, mark);
     if (rc)
         goto fail;
-    if (ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR)
-        set_phase(st, PHASE_DONE);
+    if (sb__phase_ends(ev))
+        set_phase(st, SB__PHASE_DONE);
     return 0;
 
 fail:
-    truncate_to(out, mark);
+    sb__buf_truncate(out, mark);
     /* A response that failed to render cannot be continued: a later event would either repeat
      * the failure or send output with a hole in it. */
-    set_phase(st, PHASE_DONE);
+    set_phase(st, SB__PHASE_DONE);
     return rc;
 }
 

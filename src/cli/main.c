@@ -10,6 +10,7 @@
 #include "http/http.h"
 #include "ledger/ledger.h"
 #include "models/models.h"
+#include "privacy/privacy.h"
 #include "report/pricing.h"
 #include "report/report.h"
 #include "resil/resil.h"
@@ -185,6 +186,8 @@ struct serve_state {
     struct sb_config *cfg;
     struct sb_backend **backends; /* backends[i] serves cfg->models[i] */
     struct sb_resil *resil;       /* a chain per model: retries, breakers, fallback */
+    struct sb_privacy *privacy;   /* the compiled PII detectors */
+    struct sb_router *router;     /* the policy, over the models' own backends */
     struct sb_pricing *pricing;
     struct sb_ledger *ledger; /* NULL when the config disables it */
     struct sb_server *server;
@@ -219,6 +222,14 @@ static int serve_setup(struct serve_state *st)
         fprintf(stderr, "switchboard: %s\n", err);
         return EXIT_SETUP;
     }
+    if (sb_privacy_new(&cfg->privacy, &st->privacy, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: privacy: %s\n", err);
+        return EXIT_SETUP;
+    }
+    if (sb_router_new(cfg, st->backends, cfg->n_models, &st->router, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: policy: %s\n", err);
+        return EXIT_SETUP;
+    }
     if (sb_pricing_new(cfg, &st->pricing, err, sizeof(err)) != 0) {
         fprintf(stderr, "switchboard: pricing: %s\n", err);
         return EXIT_SETUP;
@@ -235,6 +246,16 @@ static int serve_setup(struct serve_state *st)
     }
     sb_server_set_ledger(st->server, st->ledger);   /* borrowed; NULL = no ledger */
     sb_server_set_pricing(st->server, st->pricing); /* borrowed */
+    /* Routing by policy is on when the config writes policy rules or privacy settings; without
+     * them requests go to each model's configured chain as before (the hybrid default changes
+     * fallbacks that existing configs rely on). */
+    const struct sb_privacy_config *pc = &cfg->privacy;
+    bool routing = cfg->policy.n_rules > 0 || pc->n_custom_terms > 0 ||
+                   pc->n_custom_patterns > 0 || pc->n_detectors > 0;
+    if (routing && sb_server_set_routing(st->server, st->router, st->privacy, st->resil) != 0) {
+        fprintf(stderr, "switchboard: out of memory\n");
+        return EXIT_SETUP;
+    }
     return 0;
 }
 
@@ -249,6 +270,8 @@ static int serve_teardown(struct serve_state *st)
         status = EXIT_RUNTIME;
     }
     sb_pricing_free(st->pricing);
+    sb_router_free(st->router);
+    sb_privacy_free(st->privacy);
     sb_resil_free(st->resil);
     if (st->backends)
         free_backends(st->backends, st->cfg->n_models);

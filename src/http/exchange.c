@@ -1,5 +1,6 @@
 /* One model call from the client's side: the body parsed by the route's codec, the model found,
- * the backend started, and each event it sends rendered by the codec onto the client's connection,
+ * the request routed by policy (route/route.h: scanned for PII, decided, denied or pseudonymized
+ * for the cloud members of a chain built for it), the backend started, and each event it sends rendered by the codec onto the client's connection,
  * streamed or whole, until both the response is handed over and the backend is done; then it is
  * metered (meter.c) as one ledger row and its metrics. */
 #include <stdio.h>
@@ -21,13 +22,25 @@ struct sb__exchange {
     struct evhttp_request *ev; /* libevent's; NULL once the response is handed over */
     struct sb__conn *conn;     /* NULL once detached (handed over, or the client left) */
     const struct sb__route *route;
-    struct sb_backend *backend;
+    struct sb_backend *backend; /* the routed chain (owned, see chain) or the model's own chain */
+    struct sb_backend *chain;   /* owned: the chain built from the decision; NULL = not routed */
     const char *model;      /* the configured name (the served one after START); the config's */
     struct sb_arena *arena; /* owned: the body, the parsed request, the renderer */
     struct sb_request req;
     struct sb_call call;
     void *render; /* the codec's renderer state, in the arena */
     struct sb_buf out;
+    /* Routing. The map and the pseudonymized copy live in the arena: never logged or stored. */
+    bool routed; /* decision holds a decision (served or denied) */
+    struct sb_route_decision decision;
+    struct sb_pii_counts pii;
+    struct sb_request pseudo;           /* what the cloud members are sent */
+    struct sb_privacy_map *map;         /* NULL = nothing was replaced */
+    bool restore;                       /* the member that serves got the copy: restore output */
+    struct sb_privacy_restorer text_r;  /* the text stream's */
+    struct sb_privacy_restorer *tool_r; /* per tool-call index, in the arena */
+    size_t n_tool_r;
+    struct sb_buf restored; /* a restored delta, while its event is rendered */
     struct sb__meter meter;
     const struct sb__meter_series *series; /* the served (model, backend)'s, from START */
     size_t asked, served;                  /* model indexes; sb__server_n_models() = none */
@@ -63,6 +76,10 @@ static void exchange_free(struct sb__exchange *x)
     if (x->render_ready && codec->render_deinit != NULL)
         codec->render_deinit(x->render);
     sb_buf_free(&x->out);
+    sb_buf_free(&x->restored);
+    /* After on_done: the chain's call is over (it calls on_done last). */
+    if (x->chain != NULL)
+        sb_backend_free(x->chain);
     sb_arena_free(x->arena);
     free(x);
 }
@@ -148,13 +165,31 @@ static void exchange_lost(struct sb__exchange *x)
 /* ---------------------------------------------------------------------------------------------
  * Answering
  * ------------------------------------------------------------------------------------------- */
+/* x-switchboard-route: the decision, and the model that serves once START has named it (served
+ * may be NULL). */
+static void add_route_header(struct sb__exchange *x, struct evhttp_request *ev, const char *served)
+{
+    struct sb_buf v;
+
+    if (!x->routed || ev == NULL)
+        return;
+    sb_buf_init(&v, 4096);
+    if (sb_route_write_header(&x->decision, sb_str_c(served), &v) == 0 &&
+        sb_buf_append_char(&v, '\0') == 0)
+        evhttp_add_header(evhttp_request_get_output_headers(ev), "x-switchboard-route", v.p);
+    sb_buf_free(&v);
+}
+
 /* x-switchboard-attempts beside x-switchboard-backend, once START has said how many tries it
- * took. Before the response's first send, while x->ev is ours. */
+ * took, and x-switchboard-route. Before the response's first send, while x->ev is ours. */
 static void add_attempts_header(struct sb__exchange *x)
 {
     char n[16];
 
-    if (!x->meter.have_start || x->ev == NULL)
+    if (x->ev == NULL)
+        return;
+    add_route_header(x, x->ev, x->meter.have_start ? x->model : NULL);
+    if (!x->meter.have_start)
         return;
     snprintf(n, sizeof(n), "%d", (int)SB_MAX(x->meter.attempts, 1));
     evhttp_add_header(evhttp_request_get_output_headers(x->ev), "x-switchboard-attempts", n);
@@ -329,6 +364,108 @@ static void note_start(struct sb__exchange *x, const struct sb_event *ev)
         x->meter.served_model = x->served_model;
     }
     x->series = sb__meter_series(s, x->asked, x->served);
+    /* Only a cloud member was sent the pseudonymized copy; a local one answers the original. */
+    x->restore = x->map != NULL && x->served < sb__server_n_models(s) &&
+                 !sb_route_is_local(s->router, x->served);
+}
+
+/* Hands one event to the client's side; true when the call must be cancelled. */
+static bool deliver(struct sb__exchange *x, const struct sb_event *ev)
+{
+    return x->req.stream ? on_stream_event(x, ev) : on_whole_event(x, ev);
+}
+
+/* The restorer of tool call index (grown in the arena), or NULL when out of memory. */
+static struct sb_privacy_restorer *tool_restorer(struct sb__exchange *x, int32_t index)
+{
+    size_t i = index > 0 ? (size_t)index : 0;
+
+    if (i >= x->n_tool_r) {
+        size_t n = SB_MAX(i + 1, 2 * x->n_tool_r);
+        struct sb_privacy_restorer *r = sb_arena_alloc(x->arena, n * sizeof(*r));
+        if (r == NULL)
+            return NULL;
+        if (x->n_tool_r != 0)
+            memcpy(r, x->tool_r, x->n_tool_r * sizeof(*r));
+        for (size_t k = x->n_tool_r; k < n; k++)
+            sb_privacy_restorer_init(&r[k], x->map, true);
+        x->tool_r = r;
+        x->n_tool_r = n;
+    }
+    return &x->tool_r[i];
+}
+
+/* Before FINISH or ERROR: what the restorers held back, as the last TEXT and TOOL_CALL deltas. */
+static int flush_restorers(struct sb__exchange *x, bool *cancel)
+{
+    struct sb_event out = {.type = SB_EV_TEXT};
+    int rc;
+
+    sb_buf_reset(&x->restored);
+    rc = sb_privacy_restore_flush(&x->text_r, &x->restored);
+    if (rc == 0 && x->restored.len != 0) {
+        out.text.text = sb_buf_view(&x->restored);
+        *cancel = deliver(x, &out);
+    }
+    for (size_t i = 0; rc == 0 && i < x->n_tool_r && x->state != X_ENDED && !*cancel; i++) {
+        sb_buf_reset(&x->restored);
+        rc = sb_privacy_restore_flush(&x->tool_r[i], &x->restored);
+        if (rc == 0 && x->restored.len != 0) {
+            out = (struct sb_event){.type = SB_EV_TOOL_CALL};
+            out.tool_call.index = (int32_t)i;
+            out.tool_call.arguments = sb_buf_view(&x->restored);
+            *cancel = deliver(x, &out);
+        }
+    }
+    return rc;
+}
+
+/* The event with the pseudonymized values put back: TEXT and tool-call arguments through their
+ * stream's restorer (a placeholder split across deltas is held back until complete), FINISH's
+ * stop sequence whole. Returns true when the call must be cancelled. */
+static bool deliver_restored(struct sb__exchange *x, const struct sb_event *ev)
+{
+    struct sb_event out = *ev;
+    struct sb_privacy_restorer *r;
+    bool cancel = false;
+    int rc = 0;
+
+    sb_buf_reset(&x->restored);
+    switch (ev->type) {
+    case SB_EV_TEXT:
+        rc = sb_privacy_restore_feed(&x->text_r, ev->text.text, &x->restored);
+        if (rc == 0 && x->restored.len == 0)
+            return false; /* all held back */
+        out.text.text = sb_buf_view(&x->restored);
+        break;
+    case SB_EV_TOOL_CALL:
+        r = tool_restorer(x, ev->tool_call.index);
+        rc = r != NULL ? sb_privacy_restore_feed(r, ev->tool_call.arguments, &x->restored)
+                       : SB_ENOMEM;
+        if (rc == 0 && x->restored.len == 0 && ev->tool_call.id.len == 0 &&
+            ev->tool_call.name.len == 0)
+            return false;
+        out.tool_call.arguments = sb_buf_view(&x->restored);
+        break;
+    case SB_EV_FINISH:
+    case SB_EV_ERROR:
+        rc = flush_restorers(x, &cancel);
+        if (cancel || x->state == X_ENDED)
+            return cancel;
+        if (rc == 0 && ev->type == SB_EV_FINISH && ev->finish.stop_sequence.len != 0) {
+            sb_buf_reset(&x->restored);
+            rc = sb_privacy_restore(x->map, ev->finish.stop_sequence, false, &x->restored);
+            out.finish.stop_sequence = sb_buf_view(&x->restored);
+        }
+        break;
+    default: break;
+    }
+    if (rc != 0) {
+        sb_log(SB_LOG_ERROR, x->id, "restoring a %s event failed", sb_event_type_name(ev->type));
+        fail_response(x, rc, 500, "The server could not restore the response.");
+        return true;
+    }
+    return deliver(x, &out);
 }
 
 static void on_event(struct sb_call *call, const struct sb_event *ev)
@@ -348,10 +485,7 @@ static void on_event(struct sb_call *call, const struct sb_event *ev)
         x->event_t0 = 0;
         return; /* the client left or was answered; the cancel is on its way */
     }
-    if (x->req.stream)
-        cancel = on_stream_event(x, ev);
-    else
-        cancel = on_whole_event(x, ev);
+    cancel = x->restore ? deliver_restored(x, ev) : deliver(x, ev);
     x->meter.handling_ns += sb_now_ns() - x->event_t0;
     x->event_t0 = 0;
     if (cancel)
@@ -409,6 +543,112 @@ static void start_failed(struct sb_api_error *err, int rc)
     sb_api_error_from_event(&ev, err);
 }
 
+/* The meter's PII counts: {"email":2,"card":1}, kinds that do not fit the field left out. */
+static void format_pii_counts(const struct sb_privacy *p, const struct sb_pii_counts *c,
+                              char *out, size_t cap)
+{
+    size_t len = 0;
+
+    out[0] = '\0';
+    if (p == NULL || c->total == 0)
+        return;
+    out[len++] = '{';
+    for (uint32_t k = 0; k < sb_privacy_n_kinds(p) && k < SB_PRIVACY_MAX_KINDS; k++) {
+        const char *name = sb_privacy_kind_name(p, k);
+        if (c->by_kind[k] == 0 || name == NULL)
+            continue;
+        int n = snprintf(out + len, cap - len, "%s\"%s\":%u", len > 1 ? "," : "", name,
+                         (unsigned)c->by_kind[k]);
+        if (n < 0 || (size_t)n >= cap - len - 1) {
+            out[len] = '\0';
+            break;
+        }
+        len += (size_t)n;
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+}
+
+/* Routes the parsed request (route/route.h's order): scan, inputs, decision, pseudonymized copy
+ * for the cloud members, and the chain that serves it, which becomes x->backend. Nothing happens
+ * without a router. Fills err and returns a negative code when the request is refused. */
+static int exchange_route(struct sb__exchange *x, struct evhttp_request *ev,
+                          struct sb_api_error *err)
+{
+    const struct sb_server *s = x->loop->server;
+    const struct sb_config *cfg = s->cfg;
+    const char *hdr =
+        evhttp_find_header(evhttp_request_get_input_headers(ev), "x-switchboard-sensitivity");
+    struct sb_chain_member members[SB_ROUTE_MAX_CHAIN];
+    struct sb_route_input in;
+    const char *bad = NULL;
+    int scan_rc = 0;
+    int rc;
+
+    if (s->router == NULL)
+        return 0;
+    if (s->privacy != NULL)
+        scan_rc = x->loop->scratch != NULL
+                      ? sb_privacy_scan_request(s->privacy, x->loop->scratch, &x->req, &x->pii)
+                      : SB_ENOMEM;
+    format_pii_counts(s->privacy, &x->pii, x->meter.pii_counts, sizeof(x->meter.pii_counts));
+    rc = sb_route_input_from_request(s->router, &x->req, sb_str_c(hdr != NULL ? hdr : ""), &x->pii,
+                                     scan_rc, &in, &bad);
+    if (rc != 0) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 400);
+        return sb_api_fail(err, 400, "invalid_request_error", "invalid_sensitivity", NULL,
+                           "Unknown sensitivity in %s: use low, medium or high.",
+                           bad != NULL ? bad : "the request");
+    }
+    in.model = sb_str_c(cfg->models[x->asked].name); /* Ollama's "name:latest" is "name" */
+    rc = sb_route_decide(s->router, &in, &x->decision);
+    x->routed = rc == 0 || rc == SB_EDENIED;
+    if (x->routed) {
+        x->meter.rule = x->decision.rule;
+        x->meter.sensitivity = sb_route_sensitivity_name(x->decision.sensitivity);
+    }
+    if (rc == SB_EDENIED) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 403);
+        return sb_api_fail(err, 403, "permission_error", "policy_denied", NULL,
+                           "Denied by routing rule %s: %s", x->decision.rule,
+                           x->decision.deny_reason != NULL ? x->decision.deny_reason
+                                                           : "the policy forbids this request");
+    }
+    if (rc != 0) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 500);
+        return sb_api_fail(err, 500, "server_error", NULL, NULL, "Routing failed: %s (%s).",
+                           sb_strerror(rc), x->decision.reason);
+    }
+    if (x->decision.pseudonymize && x->pii.total > 0) {
+        /* A copy that fails must not be sent: the request fails instead. */
+        rc = sb_privacy_pseudonymize(s->privacy, x->loop->scratch, &x->req, x->arena, &x->pseudo,
+                                     &x->map, NULL);
+        if (rc != 0) {
+            x->map = NULL;
+            sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 500);
+            return sb_api_fail(err, 500, "server_error", NULL, NULL,
+                               "The request could not be pseudonymized (%s); nothing was sent.",
+                               sb_strerror(rc));
+        }
+        sb_privacy_restorer_init(&x->text_r, x->map, false);
+    }
+    rc = sb_route_chain_members(s->router, &x->decision, NULL, s->resil, members);
+    for (int j = 0; j < rc && x->map != NULL; j++) {
+        if (!sb_route_is_local(s->router, x->decision.chain[j]))
+            members[j].req = &x->pseudo;
+    }
+    if (rc > 0)
+        rc = sb_chain_new(cfg->models[x->asked].name, members, (size_t)rc,
+                          cfg->models[x->decision.chain[0]].timeouts.total_ms, &x->chain);
+    if (rc != 0) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 500);
+        return sb_api_fail(err, 500, "server_error", NULL, NULL,
+                           "The server could not build the route's chain: %s.", sb_strerror(rc));
+    }
+    x->backend = x->chain;
+    return 0;
+}
+
 /* Parses, resolves and starts; fills err (and notes the failure in the meter) and returns a
  * negative code on failure. */
 static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
@@ -447,6 +687,9 @@ static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
     }
     x->backend = s->backends[x->asked];
     x->model = s->cfg->models[x->asked].name;
+    rc = exchange_route(x, ev, err);
+    if (rc != 0)
+        return rc;
     x->render = sb_arena_alloc(x->arena, codec->render_size ? codec->render_size : 1);
     rc = x->render != NULL ? codec->render_init(x->render, &x->req) : SB_ENOMEM;
     x->render_ready = x->render != NULL;
@@ -494,11 +737,13 @@ void sb__exchange_start(struct sb__req *r)
     x->t0 = r->t0;
     memcpy(x->id, r->id, sizeof(x->id));
     sb_buf_init(&x->out, SB__MAX_RESPONSE_BYTES);
+    sb_buf_init(&x->restored, SB__MAX_RESPONSE_BYTES);
     x->asked = x->served = sb__server_n_models(s);
     x->meter.request_id = x->id;
     x->meter.api = x->route->codec->api;
     x->meter.t0 = r->t0;
     if (exchange_begin(x, r->ev, &err) != 0) {
+        add_route_header(x, r->ev, NULL);
         sb__reply_error(r, &err, x->model);
         x->meter.t_end = sb_now_ns();
         x->status = err.http_status >= 400 && err.http_status <= 599 ? err.http_status : 500;

@@ -9,6 +9,9 @@
 struct sb_server;
 struct sb_ledger;  /* ledger/ledger.h */
 struct sb_pricing; /* report/pricing.h */
+struct sb_router;  /* route/route.h */
+struct sb_privacy; /* privacy/privacy.h */
+struct sb_resil;   /* resil/resil.h */
 
 /* Binds the listener from cfg->listen. backends[i] serves cfg->models[i]; both arrays are
  * borrowed and must outlive the server. Returns 0 and *out, or a negative code with a message in
@@ -23,6 +26,13 @@ void sb_server_set_ledger(struct sb_server *s, struct sb_ledger *ledger);
  * must outlive the server). NULL, the default, uses the bundled table alone (sb_price_lookup);
  * local models are never priced here. Call before sb_server_run. */
 void sb_server_set_pricing(struct sb_server *s, const struct sb_pricing *pricing);
+/* Routes every model request by policy (route/route.h: the call order) through router, scanning
+ * it for PII with privacy (may be NULL: nothing is detected) and taking each model's breaker from
+ * resil (may be NULL). All borrowed: they must outlive the server. Without this call (router
+ * NULL) a request is served by backends[i] as it is. Call before sb_server_run. Returns 0, or
+ * SB_ENOMEM (the loop's scan scratch), and nothing is set. */
+int sb_server_set_routing(struct sb_server *s, const struct sb_router *router,
+                          const struct sb_privacy *privacy, struct sb_resil *resil);
 /* The port actually bound (useful when the config asked for port 0). */
 int sb_server_port(const struct sb_server *s);
 /* Runs the loop until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish

@@ -14,6 +14,8 @@
 #include "http/http.h"
 #include "ledger/ledger.h"
 #include "metrics/metrics.h"
+#include "privacy/privacy.h"
+#include "route/route.h"
 #include "upstream/upstream.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -74,6 +76,7 @@ struct sb__loop {
     struct evhttp *http;               /* owned */
     struct evhttp_bound_socket *bound; /* owned by http; NULL once the listener is closed */
     struct sb_upstream *upstream;      /* owned: this loop's HTTP client for remote backends */
+    struct sb_privacy_scratch *scratch; /* owned: this loop's PII scan scratch; NULL = no scan */
     struct sb__conn *conns;            /* every tracked connection (doubly linked) */
     struct sb__conn **by_fd;           /* owned array: a tracked connection by its socket */
     size_t by_fd_cap;
@@ -97,6 +100,10 @@ struct sb_server {
     int port;
     struct sb_ledger *ledger;         /* borrowed (sb_server_set_ledger); NULL = no ledger */
     const struct sb_pricing *pricing; /* borrowed (sb_server_set_pricing); NULL = bundled table */
+    /* Borrowed (sb_server_set_routing); router NULL = requests go to backends[i] as they are. */
+    const struct sb_router *router;
+    const struct sb_privacy *privacy; /* NULL = no PII scan */
+    struct sb_resil *resil;           /* breakers for routed chains; NULL = none */
     /* Metric handles per (model asked, backend that served), made on first use: index
      * asked * n_meter_side + served, where n_meter_side - 1 stands for "none" (an unknown model,
      * no backend reached). Owned, with what each entry points to. */
@@ -329,6 +336,12 @@ struct sb__meter {
     uint64_t t_last;      /* the latest output event */
     uint64_t t_end;       /* the response was handed to the connection (or the client left) */
     uint64_t handling_ns; /* spent handling the backend's events: rendering and writing */
+    /* Routing: the deciding rule (NULL or "default": the default policy), the effective
+     * sensitivity (NULL = not routed) and the PII counts as a JSON object of kind -> count
+     * ("" = none): counts only, never values. */
+    const char *rule;
+    const char *sensitivity;
+    char pii_counts[128];
     /* What the events said. */
     bool have_start;
     int32_t attempts;  /* START's; 0 without a START */

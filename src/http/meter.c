@@ -155,6 +155,10 @@ void sb__meter_row(const struct sb__meter *m, int64_t ts_ms, uint64_t now_ns, in
     sb_ledger_copy(
         row->error_class, sizeof(row->error_class),
         sb_str_c(sb__error_class(m->status, m->fail_origin, m->fail_code, m->fail_status)));
+    if (m->rule != NULL && strcmp(m->rule, "default") != 0)
+        sb_ledger_copy(row->rule_id, sizeof(row->rule_id), sb_str_c(m->rule));
+    sb_ledger_copy(row->sensitivity, sizeof(row->sensitivity), sb_str_c(m->sensitivity));
+    sb_ledger_copy(row->pii_counts, sizeof(row->pii_counts), sb_str_c(m->pii_counts));
     row->status = m->status;
     /* Without a START the backend was tried once as far as this layer can tell. */
     row->attempts = m->have_start ? m->attempts : tried != NULL ? 1 : 0;

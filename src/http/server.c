@@ -765,6 +765,21 @@ void sb_server_set_pricing(struct sb_server *s, const struct sb_pricing *pricing
     s->pricing = pricing;
 }
 
+int sb_server_set_routing(struct sb_server *s, const struct sb_router *router,
+                          const struct sb_privacy *privacy, struct sb_resil *resil)
+{
+    struct sb_privacy_scratch *scratch = NULL;
+
+    if (privacy != NULL && sb_privacy_scratch_new(privacy, &scratch) != 0)
+        return SB_ENOMEM;
+    sb_privacy_scratch_free(s->loop.scratch);
+    s->loop.scratch = scratch;
+    s->router = router;
+    s->privacy = privacy;
+    s->resil = resil;
+    return 0;
+}
+
 int sb_server_port(const struct sb_server *s)
 {
     return s->port;
@@ -820,6 +835,7 @@ void sb_server_free(struct sb_server *s)
     if (leak)
         return;
     sb__meter_deinit(s);
+    sb_privacy_scratch_free(loop->scratch);
     sb_upstream_free(loop->upstream);
     if (loop->base != NULL)
         event_base_free(loop->base);

@@ -163,17 +163,6 @@ static char *join(const char *dir, const char *name, const char *suffix)
     return sb_buf_steal(&b);
 }
 
-static void human_bytes(double v, char *out, size_t size)
-{
-    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
-    size_t u = 0;
-    while (v >= 1000 && u + 1 < SB_ARRAY_LEN(units)) {
-        v /= 1000;
-        u++;
-    }
-    snprintf(out, size, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-}
-
 /* A count as people say it: 292.8K, 1.24B. */
 static void human_count(double v, char *out, size_t size)
 {
@@ -216,7 +205,7 @@ static int list_dir(const char *dir)
         struct stat st;
         char size[32] = "?";
         if (path != NULL && stat(path, &st) == 0)
-            human_bytes((double)st.st_size, size, sizeof size);
+            sb__models_human_bytes((double)st.st_size, size, sizeof size);
         const struct sb_models_entry *e = sb_models_manifest_find(&m, name);
         if (e != NULL && seen != NULL)
             seen[e - m.entries] = true;
@@ -317,7 +306,7 @@ int sb_models_show_cli(int argc, char **argv)
         sb_models_manifest_load(d.list[at], &m, why, sizeof why);
     const struct sb_models_entry *e = at >= 0 ? sb_models_manifest_find(&m, o.arg) : NULL;
     char size[32], params[32];
-    human_bytes((double)st.st_size, size, sizeof size);
+    sb__models_human_bytes((double)st.st_size, size, sizeof size);
     human_count((double)info.n_params, params, sizeof params);
     printf("%-14s %s\n", "file", path);
     printf("%-14s %lld bytes (%s)\n", "size", (long long)st.st_size, size);
@@ -356,9 +345,9 @@ int sb_models_pull_cli(int argc, char **argv)
 {
     struct opts o;
     struct dirs d;
-    int rc = parse(argc, argv, C_PULL, 1,
-                   "models pull SOURCE [--name NAME] [--sha256 HEX] [--dir DIR] [--config FILE]",
-                   &o);
+    int rc =
+        parse(argc, argv, C_PULL, 1,
+              "models pull SOURCE [--name NAME] [--sha256 HEX] [--dir DIR] [--config FILE]", &o);
     if (rc == 0)
         rc = find_dirs(&o, true, &d);
     if (rc != 0)
@@ -517,7 +506,6 @@ int sb_models_synth_cli(int argc, char **argv)
     }
     struct stat st = {0};
     stat(o.out, &st);
-    printf("wrote %s: %s, %s weights, %lld bytes\n", o.out, o.shape, o.type,
-           (long long)st.st_size);
+    printf("wrote %s: %s, %s weights, %lld bytes\n", o.out, o.shape, o.type, (long long)st.st_size);
     return 0;
 }

@@ -122,35 +122,41 @@ static int parse_time(const char *text, int64_t *out)
     return 0;
 }
 
+/* Why one JSON object of the "models" array is not an entry, or NULL when it is one. */
+static const char *entry_problem(const json_t *o, int64_t *pulled_at)
+{
+    const char *name = json_string_value(json_object_get(o, "name"));
+    const json_t *size = json_object_get(o, "size");
+    const char *sha = json_string_value(json_object_get(o, "sha256"));
+    const char *at = json_string_value(json_object_get(o, "pulled_at"));
+    if (!json_is_object(o))
+        return "is not an object";
+    if (name == NULL || !sb_models_name_valid(name))
+        return "has no valid \"name\"";
+    if (json_string_value(json_object_get(o, "source")) == NULL)
+        return "has no \"source\" string";
+    if (!json_is_integer(size) || json_integer_value(size) < 0)
+        return "has no \"size\" (a non-negative integer)";
+    if (sha != NULL && sha[0] != '\0' && !sb_models_sha256_valid(sha))
+        return "has a \"sha256\" that is not 64 hex digits";
+    if (at != NULL && parse_time(at, pulled_at) != 0)
+        return "has a \"pulled_at\" that is not YYYY-MM-DDTHH:MM:SSZ";
+    return NULL;
+}
+
 /* Fills e from one JSON object of the "models" array; why names the entry and the bad field. */
 static int entry_from_json(const json_t *o, size_t index, struct sb_models_entry *e, char *why,
                            size_t why_size)
 {
-    const char *name = json_string_value(json_object_get(o, "name"));
-    const char *source = json_string_value(json_object_get(o, "source"));
-    const json_t *size = json_object_get(o, "size");
-    const char *sha = json_string_value(json_object_get(o, "sha256"));
-    const char *at = json_string_value(json_object_get(o, "pulled_at"));
-    const char *bad = NULL;
-    if (!json_is_object(o))
-        bad = "is not an object";
-    else if (name == NULL || !sb_models_name_valid(name))
-        bad = "has no valid \"name\"";
-    else if (source == NULL)
-        bad = "has no \"source\" string";
-    else if (!json_is_integer(size) || json_integer_value(size) < 0)
-        bad = "has no \"size\" (a non-negative integer)";
-    else if (sha != NULL && sha[0] != '\0' && !sb_models_sha256_valid(sha))
-        bad = "has a \"sha256\" that is not 64 hex digits";
-    else if (at != NULL && parse_time(at, &e->pulled_at) != 0)
-        bad = "has a \"pulled_at\" that is not YYYY-MM-DDTHH:MM:SSZ";
+    const char *bad = entry_problem(o, &e->pulled_at);
     if (bad != NULL) {
         snprintf(why, why_size, "models[%zu] %s", index, bad);
         return SB_EINVAL;
     }
-    e->name = strdup(name);
-    e->source = strdup(source);
-    e->size = json_integer_value(size);
+    const char *sha = json_string_value(json_object_get(o, "sha256"));
+    e->name = strdup(json_string_value(json_object_get(o, "name")));
+    e->source = strdup(json_string_value(json_object_get(o, "source")));
+    e->size = json_integer_value(json_object_get(o, "size"));
     snprintf(e->sha256, sizeof e->sha256, "%s", sha ? sha : "");
     for (char *c = e->sha256; *c; c++)
         *c = (char)(*c >= 'A' && *c <= 'F' ? *c + 32 : *c);

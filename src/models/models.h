@@ -29,11 +29,11 @@ int sb_models_gguf_check_header(const char *path, char *why, size_t why_size);
 
 /* What `models show` prints, read from a GGUF's metadata (tensor data is not read). */
 struct sb_models_gguf_info {
-    uint32_t version;       /* GGUF version */
-    char arch[64];          /* general.architecture; "" if absent */
-    char name[128];         /* general.name; "" if absent */
-    char quantization[32];  /* from general.file_type, else the most common weight type */
-    int64_t n_params;       /* elements of all tensors */
+    uint32_t version;      /* GGUF version */
+    char arch[64];         /* general.architecture; "" if absent */
+    char name[128];        /* general.name; "" if absent */
+    char quantization[32]; /* from general.file_type, else the most common weight type */
+    int64_t n_params;      /* elements of all tensors */
     int64_t n_tensors;
     int64_t context_length; /* ARCH.context_length; 0 if absent */
     int64_t n_embd;         /* ARCH.embedding_length; 0 if absent */

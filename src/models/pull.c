@@ -30,8 +30,8 @@
  * ------------------------------------------------------------------------------------------- */
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '_' || c == '-';
 }
 
 bool sb_models_name_valid(const char *name)
@@ -99,7 +99,8 @@ static int map_hf(const char *source, const char *rest, struct sb_buf *url, char
                   size_t name_size, char *why, size_t why_size)
 {
     SB_UNUSED(source);
-    static const char usage[] = "expected hf:ORG/REPO/FILE.gguf (or hf:ORG/REPO@REVISION/FILE.gguf)";
+    static const char usage[] =
+        "expected hf:ORG/REPO/FILE.gguf (or hf:ORG/REPO@REVISION/FILE.gguf)";
     const char *org = rest;
     size_t n_org = strcspn(org, "/");
     const char *repo = org + n_org + (org[n_org] == '/');
@@ -221,17 +222,6 @@ struct transfer {
     uint64_t t0, last_draw;
 };
 
-static void human_bytes(double v, char *out, size_t size)
-{
-    static const char *const units[] = {"B", "kB", "MB", "GB", "TB"};
-    size_t u = 0;
-    while (v >= 1000 && u + 1 < SB_ARRAY_LEN(units)) {
-        v /= 1000;
-        u++;
-    }
-    snprintf(out, size, u == 0 ? "%.0f %s" : "%.1f %s", v, units[u]);
-}
-
 /* Redraws the progress line: bar, bytes, percent, MB/s, ETA. */
 static void draw(struct transfer *t, bool last)
 {
@@ -244,8 +234,8 @@ static void draw(struct transfer *t, bool last)
     double secs = (double)(now - t->t0) / 1e9;
     double rate = secs > 0 ? (double)(t->have - t->start_have) / secs : 0;
     char have[32], total[32], speed[32], eta[32] = "--:--";
-    human_bytes((double)t->have, have, sizeof have);
-    human_bytes(rate, speed, sizeof speed);
+    sb__models_human_bytes((double)t->have, have, sizeof have);
+    sb__models_human_bytes(rate, speed, sizeof speed);
     if (t->total > 0) {
         double frac = (double)t->have / (double)t->total;
         if (frac > 1)
@@ -260,7 +250,7 @@ static void draw(struct transfer *t, bool last)
             snprintf(eta, sizeof eta, "%llu:%02llu:%02llu", (unsigned long long)(left / 3600),
                      (unsigned long long)(left / 60 % 60), (unsigned long long)(left % 60));
         }
-        human_bytes((double)t->total, total, sizeof total);
+        sb__models_human_bytes((double)t->total, total, sizeof total);
         fprintf(stderr, "\r  [%s] %s / %s  %5.1f%%  %s/s  ETA %s\033[K", bar, have, total,
                 frac * 100, speed, eta);
     } else {
@@ -380,7 +370,7 @@ static int download(const struct sb__models_pull *p, const char *url, const char
             .ud = t,
         };
         rc = sb_upstream_download(&d, why, why_size);
-        if (t->status != 0)
+        if (t->status == 200 || t->status == 206)
             draw(t, true);
         *have = t->have;
         if (!t->restart || attempt > 0)
@@ -400,16 +390,20 @@ static int download(const struct sb__models_pull *p, const char *url, const char
 
 /* Checks the downloaded part: a GGUF header, metadata whose tensors fit in the file, and the
  * expected sha256 when one was given; writes the hash into sha. Removes the part on failure. */
-static int verify(const struct sb__models_pull *p, const char *part, uint64_t size,
-                  char sha[65], struct sb_buf *msg)
+static int verify(const struct sb__models_pull *p, const char *part, uint64_t size, char sha[65],
+                  struct sb_buf *msg)
 {
     char why[1024];
     struct sb_models_gguf_info info;
     int rc = sb_models_gguf_read_info(part, &info, why, sizeof why);
+    if (rc == SB_EIO) {
+        sb_buf_printf(msg, "%s", why);
+        return rc;
+    }
     if (rc != 0) {
         sb_buf_printf(msg, "%s: %s", p->source, why);
         discard(part, msg);
-        return rc == SB_EIO ? SB_EIO : SB_EUPSTREAM;
+        return SB_EUPSTREAM;
     }
     if (info.data_end > size) {
         sb_buf_printf(msg, "%s: the GGUF is truncated: its tensors need %llu bytes, it has %llu",
@@ -426,7 +420,7 @@ static int verify(const struct sb__models_pull *p, const char *part, uint64_t si
         char want[65];
         for (size_t i = 0; i < sizeof want; i++)
             want[i] = (char)(p->sha256[i] >= 'A' && p->sha256[i] <= 'F' ? p->sha256[i] + 32
-                                                                         : p->sha256[i]);
+                                                                        : p->sha256[i]);
         sb_buf_printf(msg, "%s: sha256 mismatch: expected %s got %s", p->source, want, sha);
         discard(part, msg);
         return SB_EUPSTREAM;
@@ -495,8 +489,7 @@ int sb__models_pull(const struct sb__models_pull *p, struct sb_buf *msg)
     }
     fd = open(part, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0) {
-        sb_buf_printf(msg, "cannot open %s: %s", part,
-                      sb__models_errno_text(errno, eb, sizeof eb));
+        sb_buf_printf(msg, "cannot open %s: %s", part, sb__models_errno_text(errno, eb, sizeof eb));
         goto fail;
     }
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -505,8 +498,7 @@ int sb__models_pull(const struct sb__models_pull *p, struct sb_buf *msg)
     }
     struct stat st;
     if (fstat(fd, &st) != 0) {
-        sb_buf_printf(msg, "cannot stat %s: %s", part,
-                      sb__models_errno_text(errno, eb, sizeof eb));
+        sb_buf_printf(msg, "cannot stat %s: %s", part, sb__models_errno_text(errno, eb, sizeof eb));
         goto fail;
     }
     uint64_t have = (uint64_t)st.st_size;
@@ -580,8 +572,8 @@ int sb__models_pull(const struct sb__models_pull *p, struct sb_buf *msg)
     snprintf(e.sha256, sizeof e.sha256, "%s", sha);
     rc = record(p->dir, &e, why, sizeof why);
     if (rc != 0) {
-        sb_buf_printf(msg, "%s is in place, but %s/%s could not be updated: %s", final_path,
-                      p->dir, SB__MODELS_MANIFEST, why);
+        sb_buf_printf(msg, "%s is in place, but %s/%s could not be updated: %s", final_path, p->dir,
+                      SB__MODELS_MANIFEST, why);
         goto fail;
     }
     sb_buf_printf(msg, "pulled %s: %s, %llu bytes, sha256 %s", name, final_path,

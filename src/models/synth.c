@@ -56,14 +56,14 @@ static const struct shape shapes[] = {
     {"tiny", "llama", 2, 64, 128, 4, 2, 2048, 10000.0f, 1e-5f, true, false, 0,
      "ggml-vocab-llama-bpe.gguf", llama3_template},
     /* meta-llama/Llama-3.2-1B: 1.24 B parameters. */
-    {"llama-3.2-1b", "llama", 16, 2048, 8192, 32, 8, 131072, 500000.0f, 1e-5f, true, false,
-     128256, "ggml-vocab-llama-bpe.gguf", llama3_template},
+    {"llama-3.2-1b", "llama", 16, 2048, 8192, 32, 8, 131072, 500000.0f, 1e-5f, true, false, 128256,
+     "ggml-vocab-llama-bpe.gguf", llama3_template},
     /* meta-llama/Llama-3.2-3B: 3.21 B parameters. */
-    {"llama-3.2-3b", "llama", 28, 3072, 8192, 24, 8, 131072, 500000.0f, 1e-5f, true, false,
-     128256, "ggml-vocab-llama-bpe.gguf", llama3_template},
+    {"llama-3.2-3b", "llama", 28, 3072, 8192, 24, 8, 131072, 500000.0f, 1e-5f, true, false, 128256,
+     "ggml-vocab-llama-bpe.gguf", llama3_template},
     /* TinyLlama/TinyLlama-1.1B-Chat-v1.0: 1.10 B parameters, its own output matrix. */
-    {"tinyllama-1.1b", "llama", 22, 2048, 5632, 32, 4, 2048, 10000.0f, 1e-5f, false, false,
-     32000, "ggml-vocab-llama-spm.gguf", zephyr_template},
+    {"tinyllama-1.1b", "llama", 22, 2048, 5632, 32, 4, 2048, 10000.0f, 1e-5f, false, false, 32000,
+     "ggml-vocab-llama-spm.gguf", zephyr_template},
     /* Qwen/Qwen2.5-0.5B: 0.49 B parameters, biases on q, k, v. */
     {"qwen2.5-0.5b", "qwen2", 24, 896, 4864, 14, 2, 32768, 1000000.0f, 1e-6f, true, true, 151936,
      "ggml-vocab-qwen2.gguf", chatml_template},
@@ -98,8 +98,8 @@ struct tensor_spec {
 };
 
 /* Appends a tensor spec named name, or blk.LAYER.name when layer >= 0. */
-static void add_spec(struct tensor_spec *specs, size_t *n, const char *name, int layer,
-                     int64_t ne0, int64_t ne1, enum fill fill)
+static void add_spec(struct tensor_spec *specs, size_t *n, const char *name, int layer, int64_t ne0,
+                     int64_t ne1, enum fill fill)
 {
     struct tensor_spec *s = &specs[(*n)++];
     if (layer >= 0)

@@ -103,8 +103,8 @@ int sb_models_verify_pin(const struct sb_model_config *m, char *err, size_t err_
     }
     char want[65];
     for (size_t i = 0; i < sizeof want; i++)
-        want[i] = (char)(m->sha256[i] >= 'A' && m->sha256[i] <= 'F' ? m->sha256[i] + 32
-                                                                     : m->sha256[i]);
+        want[i] =
+            (char)(m->sha256[i] >= 'A' && m->sha256[i] <= 'F' ? m->sha256[i] + 32 : m->sha256[i]);
     if (strcmp(got, want) != 0) {
         snprintf(err, err_size,
                  "%s does not match its sha256 pin: expected %s, got %s; the file changed or "

@@ -24,6 +24,7 @@ struct member {
     struct sb_backend *backend; /* borrowed */
     struct sb_breaker *breaker; /* borrowed; NULL = none */
     struct sb_retry_policy retry;
+    const struct sb_request *req;     /* borrowed; NULL = the call's request */
     char *name;                       /* owned */
     struct sb_metric_series *retries; /* switchboard_retries_total{backend=name} */
     struct sb_metric_series *moved; /* switchboard_fallbacks_total{from=name,to=next}; NULL last */
@@ -366,7 +367,7 @@ static int cc_advance(struct chain_call *cc, bool in_start)
         cc->tries++;
         cc->inner_failed = false;
         cc->inner = (struct sb_call){0};
-        cc->inner.req = cc->outer->req;
+        cc->inner.req = m->req != NULL ? m->req : cc->outer->req;
         cc->inner.base = cc->outer->base;
         cc->inner.upstream = cc->outer->upstream;
         cc->inner.on_event = inner_event;
@@ -622,6 +623,7 @@ int sb_chain_new(const char *name, const struct sb_chain_member *members, size_t
         m->backend = members[i].backend;
         m->breaker = members[i].breaker;
         m->retry = members[i].retry;
+        m->req = members[i].req;
         m->name = strdup(mname != NULL ? mname : "?");
         if (m->name == NULL)
             goto fail;

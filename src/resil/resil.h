@@ -45,6 +45,9 @@ struct sb_chain_member {
     struct sb_breaker *breaker;   /* borrowed, may be shared by several chains; NULL = none */
     struct sb_retry_policy retry; /* for this member's failures */
     const char *name;             /* copied; for START, logs, metrics; NULL = info().name */
+    /* What this member is sent instead of the call's request (a pseudonymized copy for a cloud
+     * member), borrowed for every call of the chain; NULL = the call's own request. */
+    const struct sb_request *req;
 };
 
 /* Returns 0 and *out, a backend named name (copied; info().name) that serves calls through

@@ -59,13 +59,12 @@ struct sb_str sb_upstream_header(const struct sb_upstream_xfer *x, const char *n
 bool sb_upstream_was_http2(const struct sb_upstream_xfer *x);
 bool sb_upstream_reused_connection(const struct sb_upstream_xfer *x);
 
-
 /* ---------------------------------------------------------------------------------------------
  * Blocking downloads (upstream/download.c), for command-line tools such as `models pull`: libcurl's
  * easy interface on the calling thread, no event loop. Never call it on a server loop's thread.
  * ------------------------------------------------------------------------------------------- */
 struct sb_upstream_download {
-    const char *url;            /* http:// or https://; redirects are followed (not https -> http) */
+    const char *url; /* http:// or https://; redirects are followed (not https -> http) */
     const char *const *headers; /* "Name: value" lines, borrowed for the call; not sent on to
                                    another host after a redirect */
     size_t n_headers;

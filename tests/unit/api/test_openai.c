@@ -8,32 +8,13 @@
 #include <string.h>
 
 #include "api/api.h"
-
-static struct sb_arena *arena;
-static struct sb_request req;
-static struct sb_api_error err;
-
-static void setup(void)
-{
-    arena = sb_arena_new(1 << 20);
-    memset(&err, 0, sizeof(err));
-}
-
-static void teardown(void)
-{
-    sb_arena_free(arena);
-}
+#include "helpers.h"
 
 TestSuite(openai_parse, .init = setup, .fini = teardown);
 
 static int parse(enum sb_request_kind kind, const char *body)
 {
     return sb_openai_codec.parse(kind, arena, sb_str_c(body), &req, &err);
-}
-
-static bool eq(struct sb_str s, const char *c)
-{
-    return sb_str_eq_c(s, c);
 }
 
 /* =============================================================================================
@@ -572,21 +553,6 @@ static struct sb_event ev_start(const char *model)
     return (struct sb_event){.type = SB_EV_START, .start.model = sb_str_c(model)};
 }
 
-static struct sb_event ev_text(const char *t)
-{
-    return (struct sb_event){.type = SB_EV_TEXT, .text.text = sb_str_c(t)};
-}
-
-static struct sb_event ev_tool(int32_t index, const char *id, const char *name, const char *args)
-{
-    struct sb_event ev = {.type = SB_EV_TOOL_CALL};
-    ev.tool_call.index = index;
-    ev.tool_call.id = sb_str_c(id);
-    ev.tool_call.name = sb_str_c(name);
-    ev.tool_call.arguments = sb_str_c(args);
-    return ev;
-}
-
 static struct sb_event ev_usage(int64_t prompt, int64_t completion, int64_t cached)
 {
     struct sb_event ev = {.type = SB_EV_USAGE};
@@ -629,14 +595,6 @@ static size_t sse_split(const char *s, char **out, size_t max)
         s = end + 2;
     }
     return n;
-}
-
-static json_t *load(const char *s)
-{
-    json_error_t e;
-    json_t *v = json_loads(s, JSON_REJECT_DUPLICATES, &e);
-    cr_assert_not_null(v, "invalid JSON (%s): %s", e.text, s);
-    return v;
 }
 
 static const char *jstr(const json_t *root, const char *path)
