@@ -1,10 +1,10 @@
 // The load generator for bench/local_vs_llama_server.sh: drives one OpenAI-compatible server on
 // loopback with streamed /v1/completions and records, per request, the time to first token, the
-// generation rate and the token counts the server reports; then turns the records of both servers
-// into a side-by-side table.
+// generation rate and the token counts the server reports, pairing each measurement on one server
+// with the same one on the other; then turns the records into a side-by-side table.
 //
-//   node bench/client.mjs run --url http://127.0.0.1:PORT --model NAME --label L --rep N --out F.json
-//   node bench/client.mjs report [--note TEXT]... FILE.json...
+//   node bench/client.mjs run --server A=http://127.0.0.1:PORT[@PID] --server B=... --model M --out F.json
+//   node bench/client.mjs report F.json [--note TEXT]...
 //
 // Every request has a deadline (REQ_TIMEOUT_MS) and every loop a fixed count, so a run is bounded.
 // Only 127.0.0.1 is contacted. Sizes come from the environment (see CONF below).
@@ -12,14 +12,16 @@ import { readFileSync, writeFileSync } from 'node:fs';
 
 const env = (k, d) => (process.env[k] === undefined || process.env[k] === '' ? d : Number(process.env[k]));
 const CONF = {
-  single_prompt_words: env('BENCH_SINGLE_WORDS', 440), // about 500 tokens with Llama-3's vocabulary
-  single_reps: env('BENCH_SINGLE_REPS', 2), // per round
+  single_prompt_words: env('BENCH_SINGLE_WORDS', 495), // about 500 tokens with Llama-3's vocabulary
+  single_reps: env('BENCH_SINGLE_REPS', 4), // pairs
   max_tokens: env('BENCH_MAX_TOKENS', 128),
   conc_streams: env('BENCH_CONC_STREAMS', 8),
   conc_prompt_words: env('BENCH_CONC_WORDS', 90), // about 100 tokens each
-  prefix_words: env('BENCH_PREFIX_WORDS', 880), // about 1,000 tokens
+  conc_bursts: env('BENCH_CONC_BURSTS', 2), // pairs
+  prefix_words: env('BENCH_PREFIX_WORDS', 975), // about 1,000 tokens
   prefix_suffix_words: env('BENCH_SUFFIX_WORDS', 20),
-  prefix_reps: env('BENCH_PREFIX_REPS', 3), // warm requests per round
+  prefix_prompts: env('BENCH_PREFIX_PROMPTS', 2), // distinct prefixes, each cold once
+  prefix_reps: env('BENCH_PREFIX_REPS', 3), // warm requests per prefix
   prefix_max_tokens: env('BENCH_PREFIX_MAX_TOKENS', 16),
 };
 const REQ_TIMEOUT_MS = env('BENCH_REQ_TIMEOUT_MS', 120000);
@@ -129,37 +131,74 @@ async function stream(url, model, prompt, maxTokens) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// One round against one server: single stream, N concurrent streams, shared prefix.
+// The measurement: every unit (one request, or one burst of concurrent requests) is run on one
+// server and then on the other, the order swapped from one unit to the next (A B, B A, ...), so
+// slow drift of a shared machine falls on both alike and each pair can be compared on its own.
+// Only one server is ever busy; the idle one's CPU use is recorded to show it stays out of the way.
 // ---------------------------------------------------------------------------------------------
-async function runRound(a) {
-  const { url, model, rep } = a;
-  const base = 100000 * (rep + 1); // prompt seeds unique per round
-  const out = { label: a.label, rep, conf: CONF, single: [], conc: null, prefix: null };
-
-  await stream(url, model, words(16, base + 99999), 8); // warm-up: first-touch costs, not counted
-
-  for (let i = 0; i < CONF.single_reps; i++) {
-    out.single.push(await stream(url, model, words(CONF.single_prompt_words, base + 1 + i), CONF.max_tokens));
+function cpuMs(pid) {
+  if (!pid) return null;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+    return ((Number(rest[11]) + Number(rest[12])) * 1000) / 100; // utime + stime, at USER_HZ 100
+  } catch {
+    return null;
   }
+}
 
+async function burst(url, model, seeds) {
   const t0 = performance.now();
   const recs = await Promise.all(
-    Array.from({ length: CONF.conc_streams }, (_, i) =>
-      stream(url, model, words(CONF.conc_prompt_words, base + 1000 + i), CONF.max_tokens),
-    ),
+    seeds.map((sd) => stream(url, model, words(CONF.conc_prompt_words, sd), CONF.max_tokens)),
   );
   const wall = performance.now() - t0;
-  const total = recs.reduce((s, r) => s + r.completion_tokens, 0);
-  out.conc = { wall_ms: wall, total_tokens: total, agg_tps: (total * 1000) / wall, requests: recs };
+  const total = recs.reduce((n, r) => n + r.completion_tokens, 0);
+  return { wall_ms: wall, total_tokens: total, agg_tps: (total * 1000) / wall, requests: recs };
+}
 
-  const prefix = words(CONF.prefix_words, base + 2000);
-  const suffix = (k) => '\n\nQuestion ' + k + ': ' + words(CONF.prefix_suffix_words, base + 3000 + k).slice(6);
-  const cold = await stream(url, model, prefix + suffix(0), CONF.prefix_max_tokens);
-  const warm = [];
-  for (let k = 1; k <= CONF.prefix_reps; k++) {
-    warm.push(await stream(url, model, prefix + suffix(k), CONF.prefix_max_tokens));
+async function measure(servers, model) {
+  const out = { conf: CONF, servers: servers.map((s) => s.label), units: [], idle_cpu_ms: {} };
+  for (const s of servers) out.idle_cpu_ms[s.label] = 0;
+  let flip = 0;
+  // Runs fn on both servers, one after the other, and records the pair under `kind`.
+  const pair = async (kind, fn) => {
+    const order = flip++ % 2 ? [...servers].reverse() : servers;
+    const unit = { kind };
+    for (const s of order) {
+      const other = servers.find((o) => o !== s);
+      const c0 = cpuMs(other.pid);
+      unit[s.label] = await fn(s);
+      const c1 = cpuMs(other.pid);
+      if (c0 !== null && c1 !== null) out.idle_cpu_ms[other.label] += c1 - c0;
+    }
+    out.units.push(unit);
+    const desc = servers
+      .map((s) => {
+        const r = unit[s.label];
+        return kind === 'conc' ? `${r.agg_tps.toFixed(1)} tok/s` : `ttft ${r.ttft_ms.toFixed(0)} ms` + (r.gen_tps && kind === 'single' ? ` ${r.gen_tps.toFixed(1)} tok/s` : '');
+      })
+      .join(' | ');
+    console.log(`  ${kind.padEnd(11)} ${desc}   (load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]})`);
+  };
+
+  for (const s of servers) await stream(s.url, model, words(16, 999999), 8); // warm-up, not counted
+
+  for (let i = 0; i < CONF.single_reps; i++) {
+    await pair('single', (s) => stream(s.url, model, words(CONF.single_prompt_words, 1 + i), CONF.max_tokens));
   }
-  out.prefix = { cold, warm };
+  for (let b = 0; b < CONF.conc_bursts; b++) {
+    const seeds = Array.from({ length: CONF.conc_streams }, (_, i) => 1000 + 100 * b + i);
+    await pair('conc', (s) => burst(s.url, model, seeds));
+  }
+  for (let p = 0; p < CONF.prefix_prompts; p++) {
+    const prefix = words(CONF.prefix_words, 2000 + p);
+    const suffix = (k) => '\n\nQuestion ' + k + ': ' + words(CONF.prefix_suffix_words, 3000 + 10 * p + k).slice(6);
+    await pair('prefix-cold', (s) => stream(s.url, model, prefix + suffix(0), CONF.prefix_max_tokens));
+    for (let k = 1; k <= CONF.prefix_reps; k++) {
+      await pair('prefix-warm', (s) => stream(s.url, model, prefix + suffix(k), CONF.prefix_max_tokens));
+    }
+  }
   return out;
 }
 
@@ -179,84 +218,71 @@ const pct = (xs, p) => {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)];
 };
 
-function report(files, notes) {
-  const rounds = files.map((f) => JSON.parse(readFileSync(f, 'utf8')));
-  const labels = [...new Set(rounds.map((r) => r.label))];
-  const by = (l) => rounds.filter((r) => r.label === l);
-  const stats = {};
-  for (const l of labels) {
-    const rs = by(l);
-    const single = rs.flatMap((r) => r.single);
-    const conc = rs.map((r) => r.conc);
-    const concReqs = conc.flatMap((c) => c.requests);
-    const cold = rs.map((r) => r.prefix.cold);
-    const warm = rs.flatMap((r) => r.prefix.warm);
-    const all = [...single, ...concReqs, ...cold, ...warm];
-    stats[l] = {
-      rounds: rs.length,
-      single_n: single.length,
-      single_tps: median(single.map((r) => r.gen_tps)),
-      single_ttft: median(single.map((r) => r.ttft_ms)),
-      single_prompt: median(single.map((r) => r.prompt_tokens)),
-      conc_agg: median(conc.map((c) => c.agg_tps)),
-      conc_p50: pct(concReqs.map((r) => r.ttft_ms), 50),
-      conc_p99: pct(concReqs.map((r) => r.ttft_ms), 99),
-      conc_prompt: median(concReqs.map((r) => r.prompt_tokens)),
-      cold_ttft: median(cold.map((r) => r.ttft_ms)),
-      warm_ttft: median(warm.map((r) => r.ttft_ms)),
-      prefix_prompt: median(cold.map((r) => r.prompt_tokens)),
-      completion: [...new Set(all.map((r) => r.completion_tokens))].sort((a, b) => a - b),
-      single_server_tps: median(single.map((r) => r.server_timings?.predicted_per_second ?? null)),
-      single_server_pp_ms: median(single.map((r) => r.server_timings?.prompt_ms ?? null)),
-    };
-  }
-  const A = 'switchboard';
-  const B = 'llama-server';
-  const a = stats[A];
-  const b = stats[B];
-  if (!a || !b) throw new Error(`need rounds of both ${A} and ${B}, have ${labels.join(', ')}`);
-  const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+function report(file, notes) {
+  const m = JSON.parse(readFileSync(file, 'utf8'));
+  const [A, B] = m.servers;
+  const units = (kind) => m.units.filter((u) => u.kind === kind);
+  // Each row: how to get one value from a unit's result, and how to summarize a list of them.
   const rows = [
-    // [name, key, higher is better?, target text]
-    [`single: gen tok/s (~${a.single_prompt}-tok prompt)`, 'single_tps', true, '>= 0.95'],
-    ['single: TTFT ms', 'single_ttft', false, '<= 1.05'],
-    [`${CONF_OF(rounds).conc_streams} streams: aggregate tok/s`, 'conc_agg', true, '>= 0.95'],
-    [`${CONF_OF(rounds).conc_streams} streams: TTFT p50 ms`, 'conc_p50', false, '<= 1.05'],
-    [`${CONF_OF(rounds).conc_streams} streams: TTFT p99 ms`, 'conc_p99', false, '<= 1.05'],
-    [`prefix: cold TTFT ms (~${a.prefix_prompt} tok)`, 'cold_ttft', false, '<= 1.05'],
-    ['prefix: warm TTFT ms (shared prefix)', 'warm_ttft', false, '<= 1.05'],
+    ['single: gen tok/s', 'single', (r) => [r.gen_tps], median, true],
+    ['single: TTFT ms', 'single', (r) => [r.ttft_ms], median, false],
+    [`${m.conf.conc_streams} streams: aggregate tok/s`, 'conc', (r) => [r.agg_tps], median, true],
+    [`${m.conf.conc_streams} streams: TTFT p50 ms`, 'conc', (r) => r.requests.map((q) => q.ttft_ms), (x) => pct(x, 50), false],
+    [`${m.conf.conc_streams} streams: TTFT p99 ms`, 'conc', (r) => r.requests.map((q) => q.ttft_ms), (x) => pct(x, 99), false],
+    ['prefix: cold TTFT ms', 'prefix-cold', (r) => [r.ttft_ms], median, false],
+    ['prefix: warm TTFT ms (shared prefix)', 'prefix-warm', (r) => [r.ttft_ms], median, false],
   ];
-  const lines = [];
+  const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const pad = (s, n) => String(s).padEnd(n);
   const lpad = (s, n) => String(s).padStart(n);
-  lines.push(`${pad('row', 40)}${lpad(A, 12)}${lpad(B, 14)}${lpad('ratio', 8)}  target   verdict`);
-  for (const [name, key, higher, target] of rows) {
-    const r = a[key] / b[key];
+  const lines = [];
+  lines.push(`${pad('row', 38)}${lpad(A, 12)}${lpad(B, 14)}${lpad('ratio', 7)}${lpad('paired', 8)}  target   verdict`);
+  const v = {};
+  for (const [name, kind, get, sum, higher] of rows) {
+    const us = units(kind);
+    const a = sum(us.flatMap((u) => get(u[A])));
+    const b = sum(us.flatMap((u) => get(u[B])));
+    // The median over pairs of each pair's own ratio: robust to drift between pairs.
+    const paired = median(us.map((u) => sum(get(u[A])) / sum(get(u[B]))));
+    const r = a / b;
+    v[kind + (higher ? '' : '-ttft')] = { a, b };
     const ok = higher ? r >= 0.95 : r <= 1.05;
     lines.push(
-      `${pad(name, 40)}${lpad(f(a[key]), 12)}${lpad(f(b[key]), 14)}${lpad(f(r, 2), 8)}  ${pad(target, 8)} ${ok ? 'ok' : 'MISS'}`,
+      `${pad(name, 38)}${lpad(f(a), 12)}${lpad(f(b), 14)}${lpad(f(r, 2), 7)}${lpad(f(paired, 2), 8)}  ${pad(higher ? '>= 0.95' : '<= 1.05', 8)} ${ok ? 'ok' : 'MISS'}`,
     );
   }
   lines.push('');
+  const all = (l) => m.units.flatMap((u) => (u.kind === 'conc' ? u[l].requests : [u[l]]));
   for (const l of [A, B]) {
-    const s = stats[l];
+    const cold = v['prefix-cold-ttft'];
+    const warm = v['prefix-warm-ttft'];
+    const ca = l === A ? cold.a : cold.b;
+    const wa = l === A ? warm.a : warm.b;
+    const prompts = ['single', 'conc', 'prefix-cold'].map((k) => {
+      const u = units(k)[0][l];
+      return (k === 'conc' ? u.requests[0] : u).prompt_tokens;
+    });
     lines.push(
-      `${l}: prefix reuse speeds TTFT up ${f(s.cold_ttft / s.warm_ttft, 1)}x (cold ${f(s.cold_ttft, 0)} ms -> warm ${f(s.warm_ttft, 0)} ms); ` +
-        `${s.rounds} rounds, ${s.single_n} single-stream samples; completion token counts seen: ${s.completion.join(',')}`,
+      `${l}: shared prefix cuts TTFT ${f(ca / wa, 1)}x (cold ${f(ca, 0)} ms -> warm ${f(wa, 0)} ms); ` +
+        `prompt tokens single/stream/prefix ${prompts.join('/')}; completion tokens seen ` +
+        `${[...new Set(all(l).map((r) => r.completion_tokens))].sort((x, y) => x - y).join(',')}; ` +
+        `CPU while idle ${f(m.idle_cpu_ms[l], 0)} ms`,
     );
   }
-  if (Number.isFinite(b.single_server_tps)) {
+  const st = units('single').map((u) => u[B].server_timings).filter(Boolean);
+  if (st.length) {
     lines.push(
-      `llama-server's own timings (single stream, median): ${f(b.single_server_tps)} tok/s generation, ` +
-        `prompt ${f(b.single_server_pp_ms, 0)} ms`,
+      `${B}'s own timings (single, median): ${f(median(st.map((t) => t.predicted_per_second)))} tok/s generation, ` +
+        `${f(median(st.map((t) => t.prompt_per_second)))} tok/s prompt`,
     );
   }
+  lines.push(
+    `samples: ${units('single').length} single pairs, ${units('conc').length} bursts of ${m.conf.conc_streams}, ` +
+      `${units('prefix-cold').length} cold + ${units('prefix-warm').length} warm prefix pairs; ratio = ${A} / ${B} of the ` +
+      `medians, paired = median of per-pair ratios`,
+  );
   for (const n of notes) lines.push(n);
   console.log(lines.join('\n'));
-}
-
-function CONF_OF(rounds) {
-  return rounds[0].conf;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -267,6 +293,7 @@ function args(argv) {
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     if (k === '--note') o.notes.push(argv[++i]);
+    else if (k === '--server') (o.server ??= []).push(argv[++i]);
     else if (k.startsWith('--')) o[k.slice(2)] = argv[++i];
     else o.files.push(k);
   }
@@ -276,17 +303,17 @@ function args(argv) {
 const [cmd, ...rest] = process.argv.slice(2);
 const a = args(rest);
 if (cmd === 'run') {
-  if (!/^http:\/\/127\.0\.0\.1:\d+$/.test(a.url ?? '')) throw new Error('--url must be http://127.0.0.1:PORT');
-  const out = await runRound({ url: a.url, model: a.model, label: a.label, rep: Number(a.rep ?? 0) });
-  writeFileSync(a.out, JSON.stringify(out));
-  const s = out.single.map((r) => `${r.gen_tps?.toFixed(1)} tok/s ttft ${r.ttft_ms?.toFixed(0)} ms`).join('; ');
-  console.log(
-    `  ${a.label} round ${a.rep}: single [${s}]; ${out.conc.requests.length} streams ${out.conc.agg_tps.toFixed(1)} tok/s; ` +
-      `prefix cold ${out.prefix.cold.ttft_ms.toFixed(0)} ms warm ${out.prefix.warm.map((r) => r.ttft_ms.toFixed(0)).join('/')} ms`,
-  );
+  // --server LABEL=URL[@PID], twice.
+  const servers = [].concat(a.server ?? []).map((x) => {
+    const mm = /^([\w.-]+)=(http:\/\/127\.0\.0\.1:\d+)(?:@(\d+))?$/.exec(x);
+    if (!mm) throw new Error(`--server wants LABEL=http://127.0.0.1:PORT[@PID], got ${x}`);
+    return { label: mm[1], url: mm[2], pid: mm[3] ? Number(mm[3]) : null };
+  });
+  if (servers.length !== 2) throw new Error('give two --server');
+  writeFileSync(a.out, JSON.stringify(await measure(servers, a.model ?? 'bench')));
 } else if (cmd === 'report') {
-  report(a.files, a.notes);
+  report(a.files[0], a.notes);
 } else {
-  console.error('usage: client.mjs run --url URL --model NAME --label L --rep N --out FILE | report FILE...');
+  console.error('usage: client.mjs run --server L=URL[@PID] --server L=URL[@PID] --model M --out F | report F [--note T]...');
   process.exit(2);
 }

@@ -8,22 +8,24 @@
 # a ~1,000-token prompt cold and again with its prefix cached. Targets: throughput ratio >= 0.95,
 # TTFT ratio <= 1.05, and a clear warm-over-cold TTFT win.
 #
-#   bench/local_vs_llama_server.sh [rounds (default 2)]
+#   bench/local_vs_llama_server.sh
 #
-# A round is one server started, measured on every row, and stopped; rounds alternate
-# (Switchboard, llama-server, Switchboard, ...) so the two never compete for cores and slow drift
-# of the machine falls on both. With 2 rounds it takes about 10 minutes on 2 cores, after the
-# one-time builds (Switchboard in release, llama-server about 5 minutes, the 0.7 GB model about
-# 30 s).
+# Both servers are loaded, but only one is ever busy: every measurement (a request, or a burst of
+# 8) runs on one and then on the other, the order swapped each time, so the two never compete for
+# cores while slow drift of a shared machine falls on both alike; the idle server's CPU time is
+# printed to show it stays out of the way. Samples: 4 single-stream pairs, 2 bursts of 8, 2
+# prefixes each cold once then 3 warm (BENCH_* in bench/client.mjs change them). It takes about 8
+# minutes on 2 cores, after the one-time builds (Switchboard in release; llama-server about 5
+# minutes, longer on a busy machine; the 0.7 GB model about 30 s).
 #
 # Environment: SWITCHBOARD_BIN (a release binary to use instead of building build/release),
 # BENCH_MODEL (a GGUF to use instead of the synthetic one), SLOTS (default 4),
 # THREADS (default cores - 1, Switchboard's default), CTX (per-slot context, default 2048),
-# PORT_SB / PORT_LS (default 18431 / 18432), BENCH_* sizes (see bench/client.mjs), SB_CACHE.
+# PORT_SB / PORT_LS (default 18431 / 18432), BENCH_* sizes (see bench/client.mjs),
+# BENCH_TIMEOUT_S (the whole measurement, default 1200), SB_CACHE.
 # Not a test: nothing here fails on a figure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-rounds=${1:-2}
 slots=${SLOTS:-4}
 threads=${THREADS:-$(($(nproc) > 1 ? $(nproc) - 1 : 1))}
 ctx=${CTX:-2048}
@@ -74,17 +76,20 @@ model=$(cd "$(dirname "$model")" && pwd)/$(basename "$model")
 # Serving, one server at a time
 # ---------------------------------------------------------------------------------------------
 work=$(mktemp -d "${TMPDIR:-/tmp}/sb-bench.XXXXXX")
-pid=""
-stop_server() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    kill -9 "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  pid=""
+pids=()
+stop_servers() {
+  local p
+  for p in "${pids[@]}"; do
+    kill "$p" 2>/dev/null || true
+  done
+  for p in "${pids[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  pids=()
 }
-trap 'stop_server; rm -rf "$work"' EXIT
+trap 'stop_servers; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -108,7 +113,7 @@ ledger:
   path: $work/ledger.db
 EOF
 
-# Starts one server and waits (at most 180 s) until it answers `ready_path` with 200.
+# Starts one server (its pid in $pid) and waits (at most 180 s) until it answers `ready_path` with 200.
 start_server() {
   local label=$1 port ready
   case $label in
@@ -125,6 +130,7 @@ start_server() {
       ;;
   esac
   pid=$!
+  pids+=("$pid")
   for _ in $(seq 900); do
     if ! kill -0 "$pid" 2>/dev/null; then
       say "$label exited while starting:"; tail -20 "$work/$label.log" >&2; exit 1
@@ -141,19 +147,14 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *
 echo "llama.cpp $(grep -E '^LLAMA_CPP_(TAG|COMMIT)=' scripts/versions.env | cut -d= -f2 | paste -sd' ')," \
   "$model_note"
 echo "both: threads $threads, slots $slots, context $ctx per slot, max_tokens ${BENCH_MAX_TOKENS:-128}," \
-  "temperature 0; $rounds rounds each, alternating"
-files=()
-for r in $(seq 0 $((rounds - 1))); do
-  for label in switchboard llama-server; do
-    start_server "$label"
-    port=$port_sb
-    [ $label = llama-server ] && port=$port_ls
-    echo "  round $r $label: load average $(loadavg)"
-    timeout 600 node bench/client.mjs run --url "http://127.0.0.1:$port" --model bench \
-      --label "$label" --rep "$r" --out "$work/$label-$r.json"
-    stop_server
-    files+=("$work/$label-$r.json")
-  done
-done
+  "temperature 0, streamed /v1/completions; requests paired and alternated (A B, B A, ...)"
+start_server switchboard
+pid_sb=$pid
+start_server llama-server
+pid_ls=$pid
+timeout "${BENCH_TIMEOUT_S:-1200}" node bench/client.mjs run --model bench --out "$work/result.json" \
+  --server "switchboard=http://127.0.0.1:$port_sb@$pid_sb" \
+  --server "llama-server=http://127.0.0.1:$port_ls@$pid_ls"
+stop_servers
 echo
-node bench/client.mjs report "${files[@]}" --note "load average at end $(loadavg)"
+node bench/client.mjs report "$work/result.json" --note "load average at end $(loadavg)"

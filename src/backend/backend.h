@@ -6,8 +6,8 @@
 #include "config/config.h"
 #include "core/canon.h"
 
-struct event_base;   /* libevent's loop; opaque here */
-struct sb_upstream;  /* the loop's HTTP client for remote backends (upstream/upstream.h) */
+struct event_base;  /* libevent's loop; opaque here */
+struct sb_upstream; /* the loop's HTTP client for remote backends (upstream/upstream.h) */
 struct sb_backend;
 struct sb_call;
 
@@ -32,12 +32,12 @@ struct sb_call {
 
 /* What a backend can tell about itself (GET /v1/models, /ready, routing). */
 struct sb_backend_info {
-    const char *name;     /* the alias, as configured */
-    const char *kind;     /* "local", ... */
-    int64_t n_ctx;        /* context window in tokens, 0 if unknown */
-    bool ready;           /* loaded and able to serve */
-    bool embeddings;      /* serves SB_REQ_EMBED */
-    int64_t created;      /* unix time the model was loaded, for /v1/models */
+    const char *name; /* the alias, as configured */
+    const char *kind; /* "local", ... */
+    int64_t n_ctx;    /* context window in tokens, 0 if unknown */
+    bool ready;       /* loaded and able to serve */
+    bool embeddings;  /* serves SB_REQ_EMBED */
+    int64_t created;  /* unix time the model was loaded, for /v1/models */
     /* For Ollama's /api/tags, /api/ps and /api/show; 0 or NULL where the backend cannot tell. */
     int64_t size;             /* bytes of the weights (the GGUF file) */
     int64_t size_vram;        /* bytes of them held in GPU memory */
@@ -98,10 +98,23 @@ struct sb_backend {
 const struct sb_backend_ops *sb_backend_find_ops(const char *kind);
 
 /* Convenience wrappers over b->ops, with the same contracts. */
-static inline int sb_backend_start(struct sb_backend *b, struct sb_call *call) { return b->ops->start(b, call); }
-static inline void sb_backend_cancel(struct sb_backend *b, struct sb_call *call) { b->ops->cancel(b, call); }
-static inline void sb_backend_info(const struct sb_backend *b, struct sb_backend_info *out) { b->ops->info(b, out); }
-static inline void sb_backend_free(struct sb_backend *b) { if (b) b->ops->free(b); }
+static inline int sb_backend_start(struct sb_backend *b, struct sb_call *call)
+{
+    return b->ops->start(b, call);
+}
+static inline void sb_backend_cancel(struct sb_backend *b, struct sb_call *call)
+{
+    b->ops->cancel(b, call);
+}
+static inline void sb_backend_info(const struct sb_backend *b, struct sb_backend_info *out)
+{
+    b->ops->info(b, out);
+}
+static inline void sb_backend_free(struct sb_backend *b)
+{
+    if (b)
+        b->ops->free(b);
+}
 
 /* The local backend: an in-process llama.cpp engine (backend/local.c). */
 extern const struct sb_backend_ops sb_local_backend_ops;

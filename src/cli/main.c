@@ -27,10 +27,10 @@
 enum { EXIT_RUNTIME = 1, EXIT_SETUP = 2 };
 
 struct command {
-    const char *name;     /* first word */
-    const char *sub;      /* second word, or NULL */
-    const char *usage;    /* arguments, for help */
-    const char *summary;  /* one line, for help */
+    const char *name;                  /* first word */
+    const char *sub;                   /* second word, or NULL */
+    const char *usage;                 /* arguments, for help */
+    const char *summary;               /* one line, for help */
     int (*run)(int argc, char **argv); /* argv[0] is the first argument after the command words */
 };
 
@@ -103,12 +103,16 @@ static int parse_serve_opts(int argc, char **argv, struct serve_opts *o)
             char *end;
             long p = strtol(val, &end, 10);
             if (*end != '\0' || p < 0 || p > 65535) {
-                fprintf(stderr, "switchboard: --port takes a number from 0 to 65535, got \"%s\"\n", val);
+                fprintf(stderr, "switchboard: --port takes a number from 0 to 65535, got \"%s\"\n",
+                        val);
                 return EXIT_SETUP;
             }
             o->port = (int)p;
         } else {
-            fprintf(stderr, "switchboard: serve: unknown or incomplete option \"%s\" (see switchboard help)\n", arg);
+            fprintf(
+                stderr,
+                "switchboard: serve: unknown or incomplete option \"%s\" (see switchboard help)\n",
+                arg);
             return EXIT_SETUP;
         }
         i++;
@@ -123,7 +127,8 @@ static struct sb_config *load_config(const char *path)
     struct sb_buf errors;
     sb_buf_init(&errors, 1 << 20);
     struct sb_config *cfg = NULL;
-    int rc = path ? sb_config_load_file(path, &cfg, &errors) : sb_config_load_default(&cfg, &errors);
+    int rc =
+        path ? sb_config_load_file(path, &cfg, &errors) : sb_config_load_default(&cfg, &errors);
     if (rc == 0)
         rc = sb_config_resolve_models(cfg, &errors);
     if (rc != 0) {
@@ -158,7 +163,8 @@ static struct sb_backend **create_backends(const struct sb_config *cfg)
         const struct sb_backend_ops *ops = sb_backend_find_ops(m->backend);
         char err[1024] = "";
         if (ops == NULL) {
-            fprintf(stderr, "switchboard: model \"%s\": unknown backend \"%s\"\n", m->name, m->backend);
+            fprintf(stderr, "switchboard: model \"%s\": unknown backend \"%s\"\n", m->name,
+                    m->backend);
             goto fail;
         }
         int rc = sb_models_verify_pin(m, err, sizeof(err)); /* a sha256: pin, checked first */
@@ -173,7 +179,10 @@ static struct sb_backend **create_backends(const struct sb_config *cfg)
         sb_backend_info(backends[i], &info);
         fprintf(stderr, "switchboard: model %s (%s) %s %s, context %lld tokens\n", m->name,
                 info.kind, info.loaded ? "loaded from" : "will load on first use from",
-                m->path ? m->path : m->base_url ? m->base_url : "-", (long long)info.n_ctx);
+                m->path       ? m->path
+                : m->base_url ? m->base_url
+                              : "-",
+                (long long)info.n_ctx);
     }
     return backends;
 fail:
@@ -250,8 +259,8 @@ static int serve_setup(struct serve_state *st)
      * them requests go to each model's configured chain as before (the hybrid default changes
      * fallbacks that existing configs rely on). */
     const struct sb_privacy_config *pc = &cfg->privacy;
-    bool routing = cfg->policy.n_rules > 0 || pc->n_custom_terms > 0 ||
-                   pc->n_custom_patterns > 0 || pc->n_detectors > 0;
+    bool routing = cfg->policy.n_rules > 0 || pc->n_custom_terms > 0 || pc->n_custom_patterns > 0 ||
+                   pc->n_detectors > 0;
     if (routing && sb_server_set_routing(st->server, st->router, st->privacy, st->resil) != 0) {
         fprintf(stderr, "switchboard: out of memory\n");
         return EXIT_SETUP;

@@ -31,10 +31,10 @@ struct sb_model_config {
     int32_t queue_size; /* key `queue`: requests waiting for a slot; more get 429; default 128 */
 
     /* Remote backends (openai, anthropic, bedrock, ollama). Secrets are never logged or printed. */
-    char *base_url;       /* e.g. https://api.openai.com/v1; NULL = the kind's default */
-    char *api_key;        /* secret; usually "${OPENAI_API_KEY}" */
-    char *upstream_model; /* the provider's model id; NULL = name */
-    char *region;         /* bedrock: AWS region, e.g. us-east-1 */
+    char *base_url;              /* e.g. https://api.openai.com/v1; NULL = the kind's default */
+    char *api_key;               /* secret; usually "${OPENAI_API_KEY}" */
+    char *upstream_model;        /* the provider's model id; NULL = name */
+    char *region;                /* bedrock: AWS region, e.g. us-east-1 */
     char *aws_access_key_id;     /* bedrock; secret */
     char *aws_secret_access_key; /* bedrock; secret */
     char *aws_session_token;     /* bedrock; secret, optional */
@@ -46,18 +46,18 @@ struct sb_model_config {
     char **fallback; /* `fallback: [model, ...]`: models tried in order when this one fails */
     size_t n_fallback;
     struct {
-        int32_t max;          /* retries after the first try; default 2 */
-        uint32_t base_ms;     /* backoff base; default 250 */
-        uint32_t max_ms;      /* backoff cap; default 8000 */
-    } retries;                /* key `retries: {max, base_ms, max_ms}` */
+        int32_t max;      /* retries after the first try; default 2 */
+        uint32_t base_ms; /* backoff base; default 250 */
+        uint32_t max_ms;  /* backoff cap; default 8000 */
+    } retries;            /* key `retries: {max, base_ms, max_ms}` */
     struct {
-        int32_t failures;     /* consecutive failures that open the breaker; default 5 */
-        uint32_t open_ms;     /* how long it stays open before probing; default 30000 */
-        int32_t probes;       /* requests let through while half-open; default 1 */
-    } breaker;                /* key `breaker: {failures, open_ms, probes}` */
+        int32_t failures; /* consecutive failures that open the breaker; default 5 */
+        uint32_t open_ms; /* how long it stays open before probing; default 30000 */
+        int32_t probes;   /* requests let through while half-open; default 1 */
+    } breaker;            /* key `breaker: {failures, open_ms, probes}` */
 
-    int line;            /* where the entry starts in the file (1-based), for messages */
-    int column;          /* and its column (1-based) */
+    int line;   /* where the entry starts in the file (1-based), for messages */
+    int column; /* and its column (1-based) */
 };
 
 /* The request ledger (section `ledger:`). */

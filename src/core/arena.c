@@ -98,4 +98,7 @@ struct sb_str sb_arena_str(struct sb_arena *a, struct sb_str s, int *err)
     return (struct sb_str){p, s.len};
 }
 
-size_t sb_arena_used(const struct sb_arena *a) { return a->total; }
+size_t sb_arena_used(const struct sb_arena *a)
+{
+    return a->total;
+}

@@ -5,7 +5,10 @@
 
 #include "core/core.h"
 
-void sb_buf_init(struct sb_buf *b, size_t max) { *b = (struct sb_buf){NULL, 0, 0, max}; }
+void sb_buf_init(struct sb_buf *b, size_t max)
+{
+    *b = (struct sb_buf){NULL, 0, 0, max};
+}
 
 void sb_buf_free(struct sb_buf *b)
 {
@@ -52,11 +55,20 @@ int sb_buf_append(struct sb_buf *b, const void *data, size_t len)
     return 0;
 }
 
-int sb_buf_append_str(struct sb_buf *b, struct sb_str s) { return sb_buf_append(b, s.p, s.len); }
+int sb_buf_append_str(struct sb_buf *b, struct sb_str s)
+{
+    return sb_buf_append(b, s.p, s.len);
+}
 
-int sb_buf_append_c(struct sb_buf *b, const char *s) { return sb_buf_append(b, s, strlen(s)); }
+int sb_buf_append_c(struct sb_buf *b, const char *s)
+{
+    return sb_buf_append(b, s, strlen(s));
+}
 
-int sb_buf_append_char(struct sb_buf *b, char c) { return sb_buf_append(b, &c, 1); }
+int sb_buf_append_char(struct sb_buf *b, char c)
+{
+    return sb_buf_append(b, &c, 1);
+}
 
 int sb_buf_vprintf(struct sb_buf *b, const char *fmt, va_list ap)
 {

@@ -40,7 +40,8 @@ struct sb_part {
     struct sb_str url;        /* SB_PART_IMAGE: an http(s) or data: URL, or empty */
 };
 
-/* A call the assistant made. arguments is JSON text (an object), exactly as the model produced it. */
+/* A call the assistant made. arguments is JSON text (an object), exactly as the model produced it.
+ */
 struct sb_tool_call {
     struct sb_str id;
     struct sb_str name;
@@ -171,10 +172,10 @@ enum sb_finish_reason {
 };
 
 struct sb_usage {
-    int64_t prompt_tokens;         /* all input tokens, cached ones included */
-    int64_t cached_prompt_tokens;  /* input tokens served from a cache (KV reuse, provider cache) */
-    int64_t cache_write_tokens;    /* input tokens written to a provider's cache (Anthropic) */
-    int64_t completion_tokens;     /* output tokens */
+    int64_t prompt_tokens;        /* all input tokens, cached ones included */
+    int64_t cached_prompt_tokens; /* input tokens served from a cache (KV reuse, provider cache) */
+    int64_t cache_write_tokens;   /* input tokens written to a provider's cache (Anthropic) */
+    int64_t completion_tokens;    /* output tokens */
 };
 
 struct sb_event {
@@ -202,7 +203,7 @@ struct sb_event {
             struct sb_str arguments;
         } tool_call;
         struct {
-            int32_t index;      /* which input */
+            int32_t index;       /* which input */
             const float *values; /* dim floats, normalized as the model defines */
             size_t dim;
         } embedding;
@@ -212,9 +213,9 @@ struct sb_event {
             struct sb_str stop_sequence; /* the stop sequence that matched, if any */
         } finish;
         struct {
-            int code;              /* SB_E* */
-            int http_status;       /* the status a client should see (400, 429, 502, ...) */
-            struct sb_str message; /* for the client: no secrets, no prompt text */
+            int code;                /* SB_E* */
+            int http_status;         /* the status a client should see (400, 429, 502, ...) */
+            struct sb_str message;   /* for the client: no secrets, no prompt text */
             bool retryable;          /* the same request may succeed if tried again (429, 5xx) */
             uint32_t retry_after_ms; /* the provider's Retry-After, 0 when it named none */
         } error;

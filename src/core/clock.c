@@ -14,7 +14,10 @@ uint64_t sb_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-int64_t sb_unix_time(void) { return (int64_t)time(NULL); }
+int64_t sb_unix_time(void)
+{
+    return (int64_t)time(NULL);
+}
 
 static uint64_t id_seed;
 static _Atomic uint64_t id_counter;

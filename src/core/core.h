@@ -13,9 +13,9 @@ extern "C" {
 #endif
 
 #define SB_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
-#define SB_UNUSED(x) ((void)(x))
-#define SB_MIN(a, b) ((a) < (b) ? (a) : (b))
-#define SB_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define SB_UNUSED(x)    ((void)(x))
+#define SB_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define SB_MAX(a, b)    ((a) > (b) ? (a) : (b))
 
 #if defined(__GNUC__)
 #define SB_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
@@ -28,16 +28,16 @@ extern "C" {
  * ------------------------------------------------------------------------------------------- */
 enum {
     SB_OK = 0,
-    SB_ENOMEM = -1,    /* an allocation failed */
-    SB_EINVAL = -2,    /* an argument or input is malformed */
-    SB_ETOOBIG = -3,   /* a bounded buffer or limit would be exceeded */
-    SB_ENOTFOUND = -4, /* a named thing does not exist */
-    SB_EIO = -5,       /* a system call or file operation failed (see errno) */
-    SB_ESTATE = -6,    /* the object is in the wrong state for this call */
-    SB_ECANCELED = -7, /* the operation was cancelled by its owner */
-    SB_EBACKEND = -8,  /* a backend (model, provider) failed */
-    SB_EFULL = -9,     /* a queue is full; retry later */
-    SB_ECONTEXT = -10, /* the prompt does not fit the model's context window */
+    SB_ENOMEM = -1,        /* an allocation failed */
+    SB_EINVAL = -2,        /* an argument or input is malformed */
+    SB_ETOOBIG = -3,       /* a bounded buffer or limit would be exceeded */
+    SB_ENOTFOUND = -4,     /* a named thing does not exist */
+    SB_EIO = -5,           /* a system call or file operation failed (see errno) */
+    SB_ESTATE = -6,        /* the object is in the wrong state for this call */
+    SB_ECANCELED = -7,     /* the operation was cancelled by its owner */
+    SB_EBACKEND = -8,      /* a backend (model, provider) failed */
+    SB_EFULL = -9,         /* a queue is full; retry later */
+    SB_ECONTEXT = -10,     /* the prompt does not fit the model's context window */
     SB_EUNSUPPORTED = -11, /* valid input that this build or backend does not support */
     SB_ETIMEOUT = -12,     /* a deadline passed (connect, first byte, idle, total) */
     SB_ECONNECT = -13,     /* a connection could not be made or was reset */
@@ -65,7 +65,8 @@ struct sb_str sb_str_c(const char *s);
 bool sb_str_eq(struct sb_str a, struct sb_str b);
 bool sb_str_eq_c(struct sb_str a, const char *s);
 bool sb_str_starts_with(struct sb_str s, struct sb_str prefix);
-/* Returns the offset of the first occurrence of needle in hay, or -1. An empty needle is found at 0. */
+/* Returns the offset of the first occurrence of needle in hay, or -1. An empty needle is found at
+ * 0. */
 ptrdiff_t sb_str_find(struct sb_str hay, struct sb_str needle);
 
 /* ---------------------------------------------------------------------------------------------
@@ -73,10 +74,10 @@ ptrdiff_t sb_str_find(struct sb_str hay, struct sb_str needle);
  * Pointers into a buffer are invalid after the next append.
  * ------------------------------------------------------------------------------------------- */
 struct sb_buf {
-    char *p;     /* owned; NULL until the first append */
-    size_t len;  /* bytes used, excluding the terminating NUL */
-    size_t cap;  /* bytes allocated */
-    size_t max;  /* appends that would make len exceed max fail with SB_ETOOBIG */
+    char *p;    /* owned; NULL until the first append */
+    size_t len; /* bytes used, excluding the terminating NUL */
+    size_t cap; /* bytes allocated */
+    size_t max; /* appends that would make len exceed max fail with SB_ETOOBIG */
 };
 
 /* Initializes an empty buffer that may grow to max bytes. Allocates nothing. */
@@ -98,7 +99,10 @@ int sb_buf_append_json_escaped(struct sb_buf *b, struct sb_str s);
 /* Hands the bytes to the caller (who frees them with free()) and resets the buffer to empty.
  * Returns an empty, allocated string for an empty buffer; NULL only when out of memory. */
 char *sb_buf_steal(struct sb_buf *b);
-static inline struct sb_str sb_buf_view(const struct sb_buf *b) { return (struct sb_str){b->p, b->len}; }
+static inline struct sb_str sb_buf_view(const struct sb_buf *b)
+{
+    return (struct sb_str){b->p, b->len};
+}
 
 /* ---------------------------------------------------------------------------------------------
  * Request arenas: many small allocations freed together when the request ends.

@@ -12,9 +12,15 @@ static _Atomic int current_level = SB_LOG_INFO;
 /* Indexed by enum sb_log_level. */
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
-void sb_log_set_level(enum sb_log_level level) { atomic_store(&current_level, (int)level); }
+void sb_log_set_level(enum sb_log_level level)
+{
+    atomic_store(&current_level, (int)level);
+}
 
-enum sb_log_level sb_log_get_level(void) { return (enum sb_log_level)atomic_load(&current_level); }
+enum sb_log_level sb_log_get_level(void)
+{
+    return (enum sb_log_level)atomic_load(&current_level);
+}
 
 int sb_log_parse_level(const char *name, enum sb_log_level *out)
 {
@@ -37,9 +43,9 @@ void sb_log(enum sb_log_level level, const char *req_id, const char *fmt, ...)
     clock_gettime(CLOCK_REALTIME, &ts);
     gmtime_r(&ts.tv_sec, &tm);
     size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    int w = snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s %s%s%s", ts.tv_nsec / 1000000L,
-                     level_names[level], req_id ? "[" : "", req_id ? req_id : "",
-                     req_id ? "] " : "");
+    int w =
+        snprintf(line + n, sizeof(line) - n, ".%03ldZ %-5s %s%s%s", ts.tv_nsec / 1000000L,
+                 level_names[level], req_id ? "[" : "", req_id ? req_id : "", req_id ? "] " : "");
     if (w > 0)
         n += SB_MIN((size_t)w, sizeof(line) - n - 1);
     va_list ap;

@@ -15,7 +15,10 @@ bool sb_str_eq(struct sb_str a, struct sb_str b)
     return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0);
 }
 
-bool sb_str_eq_c(struct sb_str a, const char *s) { return sb_str_eq(a, sb_str_c(s)); }
+bool sb_str_eq_c(struct sb_str a, const char *s)
+{
+    return sb_str_eq(a, sb_str_c(s));
+}
 
 bool sb_str_starts_with(struct sb_str s, struct sb_str prefix)
 {

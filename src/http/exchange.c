@@ -1,8 +1,9 @@
 /* One model call from the client's side: the body parsed by the route's codec, the model found,
  * the request routed by policy (route/route.h: scanned for PII, decided, denied or pseudonymized
- * for the cloud members of a chain built for it), the backend started, and each event it sends rendered by the codec onto the client's connection,
- * streamed or whole, until both the response is handed over and the backend is done; then it is
- * metered (meter.c) as one ledger row and its metrics. */
+ * for the cloud members of a chain built for it), the backend started, and each event it sends
+ * rendered by the codec onto the client's connection, streamed or whole, until both the response is
+ * handed over and the backend is done; then it is metered (meter.c) as one ledger row and its
+ * metrics. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,8 @@ struct sb__exchange {
     const struct sb__route *route;
     struct sb_backend *backend; /* the routed chain (owned, see chain) or the model's own chain */
     struct sb_backend *chain;   /* owned: the chain built from the decision; NULL = not routed */
-    const char *model;      /* the configured name (the served one after START); the config's */
-    struct sb_arena *arena; /* owned: the body, the parsed request, the renderer */
+    const char *model;          /* the configured name (the served one after START); the config's */
+    struct sb_arena *arena;     /* owned: the body, the parsed request, the renderer */
     struct sb_request req;
     struct sb_call call;
     void *render; /* the codec's renderer state, in the arena */
@@ -544,8 +545,8 @@ static void start_failed(struct sb_api_error *err, int rc)
 }
 
 /* The meter's PII counts: {"email":2,"card":1}, kinds that do not fit the field left out. */
-static void format_pii_counts(const struct sb_privacy *p, const struct sb_pii_counts *c,
-                              char *out, size_t cap)
+static void format_pii_counts(const struct sb_privacy *p, const struct sb_pii_counts *c, char *out,
+                              size_t cap)
 {
     size_t len = 0;
 

@@ -72,13 +72,13 @@ enum sb__phase {
  * thread, each bound to the port with SO_REUSEPORT, and everything below stays per loop. */
 struct sb__loop {
     struct sb_server *server;
-    struct event_base *base;           /* owned */
-    struct evhttp *http;               /* owned */
-    struct evhttp_bound_socket *bound; /* owned by http; NULL once the listener is closed */
-    struct sb_upstream *upstream;      /* owned: this loop's HTTP client for remote backends */
+    struct event_base *base;            /* owned */
+    struct evhttp *http;                /* owned */
+    struct evhttp_bound_socket *bound;  /* owned by http; NULL once the listener is closed */
+    struct sb_upstream *upstream;       /* owned: this loop's HTTP client for remote backends */
     struct sb_privacy_scratch *scratch; /* owned: this loop's PII scan scratch; NULL = no scan */
-    struct sb__conn *conns;            /* every tracked connection (doubly linked) */
-    struct sb__conn **by_fd;           /* owned array: a tracked connection by its socket */
+    struct sb__conn *conns;             /* every tracked connection (doubly linked) */
+    struct sb__conn **by_fd;            /* owned array: a tracked connection by its socket */
     size_t by_fd_cap;
     struct sb__exchange *exchanges; /* every model call not yet done (doubly linked) */
     size_t n_exchanges;

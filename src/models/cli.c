@@ -477,7 +477,9 @@ int sb_models_synth_cli(int argc, char **argv)
     if (rc != 0)
         return rc;
     if (o.shape == NULL || o.type == NULL || o.vocab == NULL || o.out == NULL) {
-        fprintf(stderr, "usage: switchboard %s\nshapes: %s\n", usage, sb_models_synth_shapes());
+        char names[256];
+        sb_models_synth_shapes(names, sizeof names);
+        fprintf(stderr, "usage: switchboard %s\nshapes: %s\n", usage, names);
         return EXIT_SETUP;
     }
     uint64_t seed = 1;

@@ -20,6 +20,8 @@ void sb__models_unlock(int fd);
 
 /* Writes strerror_r's text for errnum into buf and returns it. */
 const char *sb__models_errno_text(int errnum, char *buf, size_t size);
+/* Copies a valid sha256 (sb_models_sha256_valid) into out in lower case. */
+void sb__models_sha256_lower(const char *sha, char out[65]);
 /* Writes v bytes as people read them ("1.2 MB", decimal units) into out. */
 void sb__models_human_bytes(double v, char *out, size_t size);
 

@@ -157,9 +157,8 @@ static int entry_from_json(const json_t *o, size_t index, struct sb_models_entry
     e->name = strdup(json_string_value(json_object_get(o, "name")));
     e->source = strdup(json_string_value(json_object_get(o, "source")));
     e->size = json_integer_value(json_object_get(o, "size"));
-    snprintf(e->sha256, sizeof e->sha256, "%s", sha ? sha : "");
-    for (char *c = e->sha256; *c; c++)
-        *c = (char)(*c >= 'A' && *c <= 'F' ? *c + 32 : *c);
+    if (sha != NULL && sha[0] != '\0')
+        sb__models_sha256_lower(sha, e->sha256);
     return e->name && e->source ? 0 : SB_ENOMEM;
 }
 

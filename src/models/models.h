@@ -135,7 +135,7 @@ struct sb_models_synth_params {
  * SB_EIO, SB_ENOMEM; err says which. */
 int sb_models_synth(const struct sb_models_synth_params *p, char *err, size_t err_size);
 
-/* The shape table's names, for help: "tiny, llama-3.2-1b, ...". Static. */
-const char *sb_models_synth_shapes(void);
+/* Writes the shape table's names, for help, into out: "tiny, llama-3.2-1b, ..." (cut at size). */
+void sb_models_synth_shapes(char *out, size_t size);
 
 #endif

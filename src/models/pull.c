@@ -418,9 +418,7 @@ static int verify(const struct sb__models_pull *p, const char *part, uint64_t si
     }
     if (p->sha256 != NULL && strcasecmp(p->sha256, sha) != 0) {
         char want[65];
-        for (size_t i = 0; i < sizeof want; i++)
-            want[i] = (char)(p->sha256[i] >= 'A' && p->sha256[i] <= 'F' ? p->sha256[i] + 32
-                                                                        : p->sha256[i]);
+        sb__models_sha256_lower(p->sha256, want);
         sb_buf_printf(msg, "%s: sha256 mismatch: expected %s got %s", p->source, want, sha);
         discard(part, msg);
         return SB_EUPSTREAM;

@@ -69,9 +69,14 @@ static const struct shape shapes[] = {
      "ggml-vocab-qwen2.gguf", chatml_template},
 };
 
-const char *sb_models_synth_shapes(void)
+void sb_models_synth_shapes(char *out, size_t size)
 {
-    return "tiny, llama-3.2-1b, llama-3.2-3b, tinyllama-1.1b, qwen2.5-0.5b";
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < SB_ARRAY_LEN(shapes) && o < size; i++) {
+        int n = snprintf(out + o, size - o, "%s%s", i ? ", " : "", shapes[i].name);
+        o += n > 0 ? (size_t)n : 0;
+    }
 }
 
 /* Weight types and the general.file_type (llama.h's llama_ftype) a file of them declares. */
@@ -291,8 +296,10 @@ int sb_models_synth(const struct sb_models_synth_params *p, char *err, size_t er
 
     const struct shape *sh = find_shape(p->shape ? p->shape : "");
     if (sh == NULL) {
+        char names[256];
+        sb_models_synth_shapes(names, sizeof names);
         snprintf(err, err_size, "unknown shape \"%s\"; the shapes are: %s",
-                 p->shape ? p->shape : "", sb_models_synth_shapes());
+                 p->shape ? p->shape : "", names);
         goto fail;
     }
     size_t ti = 0;

@@ -24,6 +24,13 @@ bool sb_models_sha256_valid(const char *text)
     return n == 64;
 }
 
+void sb__models_sha256_lower(const char *sha, char out[65])
+{
+    for (size_t i = 0; i < 64; i++)
+        out[i] = (char)(sha[i] >= 'A' && sha[i] <= 'F' ? sha[i] + ('a' - 'A') : sha[i]);
+    out[64] = '\0';
+}
+
 int sb_models_sha256_file(const char *path, char out[65], char *why, size_t why_size)
 {
     int rc = SB_EIO;
@@ -102,9 +109,7 @@ int sb_models_verify_pin(const struct sb_model_config *m, char *err, size_t err_
         return rc;
     }
     char want[65];
-    for (size_t i = 0; i < sizeof want; i++)
-        want[i] =
-            (char)(m->sha256[i] >= 'A' && m->sha256[i] <= 'F' ? m->sha256[i] + 32 : m->sha256[i]);
+    sb__models_sha256_lower(m->sha256, want);
     if (strcmp(got, want) != 0) {
         snprintf(err, err_size,
                  "%s does not match its sha256 pin: expected %s, got %s; the file changed or "

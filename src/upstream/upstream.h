@@ -25,8 +25,8 @@ struct sb_upstream_timeouts {
 };
 
 struct sb_upstream_request {
-    const char *method; /* "POST", "GET" */
-    const char *url;    /* http:// or https:// */
+    const char *method;         /* "POST", "GET" */
+    const char *url;            /* http:// or https:// */
     const char *const *headers; /* "Name: value" lines; borrowed until sb_upstream_start returns */
     size_t n_headers;
     struct sb_str body; /* copied by sb_upstream_start */

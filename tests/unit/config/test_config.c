@@ -230,8 +230,9 @@ Test(config_errors, wrong_type)
     expect_errors("model_dirs: [[a]]\n",
                   "t.yaml:1:14: model_dirs[0]: expected a path, got a list\n");
     expect_errors("models: [5]\n", "t.yaml:1:10: models[0]: expected a list of mappings with keys "
-                                   "name, backend, path, context, threads, parallel, batch, "
-                                   "gpu_layers, chat_template, embeddings, load, keep_alive, "
+                                   "name, backend, path, sha256, context, threads, parallel, "
+                                   "batch, gpu_layers, chat_template, embeddings, load, "
+                                   "keep_alive, "
                                    "queue, base_url, api_key, "
                                    "upstream_model, region, aws_access_key_id, "
                                    "aws_secret_access_key, aws_session_token, timeouts, "
@@ -427,6 +428,7 @@ Test(config_summary, prints_what_was_understood)
                        "  - name: a\n"
                        "    backend: local\n"
                        "    path: a.gguf\n"
+                       "    sha256: (not set)\n"
                        "    context: 0\n"
                        "    threads: 0\n"
                        "    parallel: 4\n"

@@ -70,14 +70,19 @@ Test(buf, json_escape_controls_quotes_and_utf8)
     check_escape("\n\r\t\b\f", 5, "\\n\\r\\t\\b\\f");
     check_escape("\x01\x1f", 2, "\\u0001\\u001f");
     check_escape("\0", 1, "\\u0000");
-    check_escape("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 14, "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+    check_escape("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80", 14,
+                 "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
     check_escape("", 0, "");
 }
 
 Test(buf, json_escape_replaces_invalid_utf8)
 {
-    check_escape("a\xFF" "b", 3, "a\xEF\xBF\xBD" "b");
-    check_escape("\xC3", 1, "\xEF\xBF\xBD");             /* truncated sequence */
+    check_escape("a\xFF"
+                 "b",
+                 3,
+                 "a\xEF\xBF\xBD"
+                 "b");
+    check_escape("\xC3", 1, "\xEF\xBF\xBD");                 /* truncated sequence */
     check_escape("\xC0\xAF", 2, "\xEF\xBF\xBD\xEF\xBF\xBD"); /* overlong */
     check_escape("\xED\xA0\x80", 3, "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"); /* surrogate */
 }

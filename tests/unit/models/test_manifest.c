@@ -8,7 +8,8 @@
 
 #include "models/models.h"
 
-TestSuite(models_manifest, .timeout = 30);
+/* No .timeout: small files only (see test_gguf.c). */
+TestSuite(models_manifest);
 
 #define SHA_A "270cba1bd5109f42d03350f60406024560464db173c0e387d91f0426d3bd256d"
 #define SHA_B "99cd69a3d3b68cb980136f2587acf8319f0fc40370dcdb878825883dac75dba8"
