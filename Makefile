@@ -23,7 +23,7 @@ endif
 
 CC ?= cc
 CXX ?= c++
-PKGS := libevent libevent_pthreads jansson yaml-0.1 libcurl openssl zlib sqlite3 libhs
+PKGS := libevent libevent_pthreads jansson yaml-0.1 libcurl openssl zlib sqlite3 libhs libpq
 
 # The dependency step runs once per build folder; deps.sh is quick when everything is there.
 DEPS_STAMP := $(BUILD)/.deps-$(LLAMA_CUDA)
@@ -55,6 +55,7 @@ SRC_C := $(shell find src -name '*.c' | sort)
 SRC_CXX := $(shell find src -name '*.cpp' | sort)
 MAIN_OBJ := $(BUILD)/obj/src/cli/main.o
 OBJ := $(SRC_C:%.c=$(BUILD)/obj/%.o) $(SRC_CXX:%.cpp=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/default_config.o
+OBJ += $(BUILD)/obj/gen/ui_assets.o
 LIB_OBJ := $(filter-out $(MAIN_OBJ),$(OBJ))
 TEST_C := $(shell find tests/unit -name '*.c' 2>/dev/null | sort)
 TEST_OBJ := $(TEST_C:%.c=$(BUILD)/obj/%.o)
@@ -86,6 +87,17 @@ $(BUILD)/gen/default_config.c: config/default.yaml scripts/embed.sh
 	@mkdir -p $(dir $@)
 	scripts/embed.sh sb__default_config_text $< > $@
 $(BUILD)/obj/gen/default_config.o: $(BUILD)/gen/default_config.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# The dashboard's files (docs/dashboard.md) are compiled in the same way, one array per file, named
+# sb__ui_<file> with dots as underscores (src/ui/assets.c declares them).
+UI_FILES := index.html app.css app.js favicon.svg
+$(BUILD)/gen/ui_assets.c: $(addprefix ui/,$(UI_FILES)) scripts/embed.sh
+	@mkdir -p $(dir $@)
+	$(Q)for f in $(UI_FILES); do scripts/embed.sh sb__ui_$$(echo $$f | tr . _) ui/$$f || exit 1; \
+	done > $@.tmp && mv $@.tmp $@
+$(BUILD)/obj/gen/ui_assets.o: $(BUILD)/gen/ui_assets.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 

@@ -20,8 +20,8 @@ const CONF = {
   conc_bursts: env('BENCH_CONC_BURSTS', 2), // pairs
   prefix_words: env('BENCH_PREFIX_WORDS', 975), // about 1,000 tokens
   prefix_suffix_words: env('BENCH_SUFFIX_WORDS', 20),
-  prefix_prompts: env('BENCH_PREFIX_PROMPTS', 2), // distinct prefixes, each cold once
-  prefix_reps: env('BENCH_PREFIX_REPS', 3), // warm requests per prefix
+  prefix_reps: env('BENCH_PREFIX_REPS', 3), // warm requests on one prefix, back to back
+  prefix_mixed_reps: env('BENCH_PREFIX_MIXED_REPS', 2), // rounds of two prefixes in turn
   prefix_max_tokens: env('BENCH_PREFIX_MAX_TOKENS', 16),
 };
 const REQ_TIMEOUT_MS = env('BENCH_REQ_TIMEOUT_MS', 120000);
@@ -191,13 +191,18 @@ async function measure(servers, model) {
     const seeds = Array.from({ length: CONF.conc_streams }, (_, i) => 1000 + 100 * b + i);
     await pair('conc', (s) => burst(s.url, model, seeds));
   }
-  for (let p = 0; p < CONF.prefix_prompts; p++) {
-    const prefix = words(CONF.prefix_words, 2000 + p);
-    const suffix = (k) => '\n\nQuestion ' + k + ': ' + words(CONF.prefix_suffix_words, 3000 + 10 * p + k).slice(6);
-    await pair('prefix-cold', (s) => stream(s.url, model, prefix + suffix(0), CONF.prefix_max_tokens));
-    for (let k = 1; k <= CONF.prefix_reps; k++) {
-      await pair('prefix-warm', (s) => stream(s.url, model, prefix + suffix(k), CONF.prefix_max_tokens));
-    }
+  // Shared prefix: P0 cold, then warm back to back; P1 cold; then P0 and P1 in turn, as two
+  // tenants with their own system prompts would arrive. Every prompt starts "Note N:", so any two
+  // share a few tokens: a server that picks a slot by any common prefix at all lets P1 evict P0.
+  const prefix = [0, 1].map((p) => words(CONF.prefix_words, 2000 + p));
+  const suffix = (p, k) => prefix[p] + '\n\nQuestion ' + k + ': ' + words(CONF.prefix_suffix_words, 3000 + 10 * p + k).slice(6);
+  const ask = (kind, p, k) => pair(kind, (s) => stream(s.url, model, suffix(p, k), CONF.prefix_max_tokens));
+  await ask('prefix-cold', 0, 0);
+  for (let k = 1; k <= CONF.prefix_reps; k++) await ask('prefix-warm', 0, k);
+  await ask('prefix-cold', 1, 0);
+  for (let k = 1; k <= CONF.prefix_mixed_reps; k++) {
+    await ask('prefix-mixed', 0, CONF.prefix_reps + k);
+    await ask('prefix-mixed', 1, k);
   }
   return out;
 }
@@ -230,7 +235,8 @@ function report(file, notes) {
     [`${m.conf.conc_streams} streams: TTFT p50 ms`, 'conc', (r) => r.requests.map((q) => q.ttft_ms), (x) => pct(x, 50), false],
     [`${m.conf.conc_streams} streams: TTFT p99 ms`, 'conc', (r) => r.requests.map((q) => q.ttft_ms), (x) => pct(x, 99), false],
     ['prefix: cold TTFT ms', 'prefix-cold', (r) => [r.ttft_ms], median, false],
-    ['prefix: warm TTFT ms (shared prefix)', 'prefix-warm', (r) => [r.ttft_ms], median, false],
+    ['prefix: warm TTFT ms, same prefix', 'prefix-warm', (r) => [r.ttft_ms], median, false],
+    ['prefix: warm TTFT ms, 2 prefixes mixed', 'prefix-mixed', (r) => [r.ttft_ms], median, false],
   ];
   const f = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const pad = (s, n) => String(s).padEnd(n);
@@ -246,6 +252,10 @@ function report(file, notes) {
     const paired = median(us.map((u) => sum(get(u[A])) / sum(get(u[B]))));
     const r = a / b;
     v[kind + (higher ? '' : '-ttft')] = { a, b };
+    if (kind === 'prefix-mixed') {
+      const hit = (l) => us.filter((u) => (u[l].usage?.prompt_tokens_details?.cached_tokens ?? u[l].server_timings?.cache_n ?? 0) > u[l].prompt_tokens / 2).length;
+      v.mixedHits = { a: hit(A), b: hit(B), n: us.length };
+    }
     const ok = higher ? r >= 0.95 : r <= 1.05;
     lines.push(
       `${pad(name, 38)}${lpad(f(a), 12)}${lpad(f(b), 14)}${lpad(f(r, 2), 7)}${lpad(f(paired, 2), 8)}  ${pad(higher ? '>= 0.95' : '<= 1.05', 8)} ${ok ? 'ok' : 'MISS'}`,
@@ -262,11 +272,12 @@ function report(file, notes) {
       const u = units(k)[0][l];
       return (k === 'conc' ? u.requests[0] : u).prompt_tokens;
     });
+    const mh = v.mixedHits;
     lines.push(
       `${l}: shared prefix cuts TTFT ${f(ca / wa, 1)}x (cold ${f(ca, 0)} ms -> warm ${f(wa, 0)} ms); ` +
         `prompt tokens single/stream/prefix ${prompts.join('/')}; completion tokens seen ` +
         `${[...new Set(all(l).map((r) => r.completion_tokens))].sort((x, y) => x - y).join(',')}; ` +
-        `CPU while idle ${f(m.idle_cpu_ms[l], 0)} ms`,
+        `mixed-prefix requests that reused the cache ${l === A ? mh.a : mh.b}/${mh.n}; CPU while idle ${f(m.idle_cpu_ms[l], 0)} ms`,
     );
   }
   const st = units('single').map((u) => u[B].server_timings).filter(Boolean);
@@ -278,7 +289,7 @@ function report(file, notes) {
   }
   lines.push(
     `samples: ${units('single').length} single pairs, ${units('conc').length} bursts of ${m.conf.conc_streams}, ` +
-      `${units('prefix-cold').length} cold + ${units('prefix-warm').length} warm prefix pairs; ratio = ${A} / ${B} of the ` +
+      `${units('prefix-cold').length} cold + ${units('prefix-warm').length} warm + ${units('prefix-mixed').length} mixed prefix pairs; ratio = ${A} / ${B} of the ` +
       `medians, paired = median of per-pair ratios`,
   );
   for (const n of notes) lines.push(n);

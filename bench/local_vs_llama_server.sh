@@ -5,8 +5,9 @@
 # same streamed /v1/completions requests. Prints, side by side with ratios Switchboard /
 # llama-server: single-stream generation tokens/s and time to first token for a ~500-token prompt;
 # aggregate tokens/s and p50/p99 TTFT with 8 concurrent streams (~100-token prompts); and TTFT for
-# a ~1,000-token prompt cold and again with its prefix cached. Targets: throughput ratio >= 0.95,
-# TTFT ratio <= 1.05, and a clear warm-over-cold TTFT win.
+# a ~1,000-token prompt cold, then warm with its prefix cached (the same prefix back to back, and
+# two prefixes in turn, as two tenants with their own system prompts). Targets: throughput ratio
+# >= 0.95, TTFT ratio <= 1.05, and a clear warm-over-cold TTFT win.
 #
 #   bench/local_vs_llama_server.sh
 #
@@ -14,9 +15,10 @@
 # 8) runs on one and then on the other, the order swapped each time, so the two never compete for
 # cores while slow drift of a shared machine falls on both alike; the idle server's CPU time is
 # printed to show it stays out of the way. Samples: 4 single-stream pairs, 2 bursts of 8, 2
-# prefixes each cold once then 3 warm (BENCH_* in bench/client.mjs change them). It takes about 8
-# minutes on 2 cores, after the one-time builds (Switchboard in release; llama-server about 5
-# minutes, longer on a busy machine; the 0.7 GB model about 30 s).
+# prefixes cold, 3 warm back to back, 4 mixed (BENCH_* in bench/client.mjs change them). It takes
+# about 9 minutes on 2 cores (more where prefixes miss the cache), after the one-time builds
+# (Switchboard in release; llama-server about 5 minutes, longer on a busy machine; the 0.7 GB
+# model about 30 s).
 #
 # Environment: SWITCHBOARD_BIN (a release binary to use instead of building build/release),
 # BENCH_MODEL (a GGUF to use instead of the synthetic one), SLOTS (default 4),
@@ -146,6 +148,7 @@ echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *
   "$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo); load average at start $(loadavg)"
 echo "llama.cpp $(grep -E '^LLAMA_CPP_(TAG|COMMIT)=' scripts/versions.env | cut -d= -f2 | paste -sd' ')," \
   "$model_note"
+echo "servers: $sb_bin${SWITCHBOARD_BIN:+ (SWITCHBOARD_BIN)}, $ls_bin"
 echo "both: threads $threads, slots $slots, context $ctx per slot, max_tokens ${BENCH_MAX_TOKENS:-128}," \
   "temperature 0, streamed /v1/completions; requests paired and alternated (A B, B A, ...)"
 start_server switchboard

@@ -31,10 +31,12 @@ packages=(
   libevent-dev libcurl4-openssl-dev libjansson-dev libyaml-dev libsqlite3-dev libssl-dev
   libcriterion-dev zlib1g-dev libvectorscan-dev
   prometheus
+  chromium
+  libpq-dev postgresql
 )
 # Tools wanted as commands: any install that provides the command will do (Node.js may come from
-# elsewhere than Debian, with its own npm).
-tools=(node:nodejs npm:npm)
+# elsewhere than Debian, with its own npm; openssl makes the TLS tests' certificates).
+tools=(node:nodejs npm:npm openssl:openssl)
 
 install_packages() {
   local missing=()

@@ -65,7 +65,8 @@ extern const struct sb_codec sb_ollama_codec;
  * sb_ollama_codec.write_error. */
 /* GET /api/version: the Ollama API version these endpoints match (see ollama.c). */
 int sb_ollama_write_version(struct sb_buf *out);
-/* GET /api/ps: the models that are ready (loaded), with size, VRAM and expiry. */
+/* GET /api/ps: the local models that are loaded and the other models that are ready, with size,
+ * VRAM and expiry (expires_at: when keep_alive unloads the model). */
 int sb_ollama_write_ps(const struct sb_backend_info *models, size_t n, struct sb_buf *out);
 /* POST /api/show, first half: reads the model name ("model", or the older "name") from body into
  * *model (copied into a, valid as long as it). Returns 0, or SB_EINVAL / SB_ENOMEM with err filled

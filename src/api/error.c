@@ -108,7 +108,8 @@ void sb_api_error_from_event(const struct sb_event *ev, struct sb_api_error *err
         err->type = type_for_status(status);
         err->code = status == 429 ? "rate_limit_exceeded" : NULL;
     }
-    err->param[0] = '\0';
+    /* The field at fault, when the backend named one (cut like the message: it only points). */
+    copy_message(err->param, sizeof(err->param), ev->error.param);
     if (ev->error.message.len)
         copy_message(err->message, sizeof(err->message), ev->error.message);
     else

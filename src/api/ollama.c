@@ -9,17 +9,21 @@
  *   generate's shape. raw:true is a plain SB_REQ_COMPLETION (no system, images or template then).
  *   template, suffix and a non-empty context are refused (400): nothing here can honour them, and
  *   "context" is never returned, so a client has none to send back.
- * - An empty /api/generate prompt is Ollama's "load the model": the backend runs one token (which
- *   warms it) and the answer is {"response":"","done":true,"done_reason":"load"}. keep_alive 0
- *   (unload) is answered the same way: Switchboard decides what stays loaded. An empty /api/chat
- *   messages array is refused instead (the chat "load" has no prompt to carry the marker).
+ * - An /api/generate without a prompt, or an /api/chat without messages, is Ollama's "load the
+ *   model" (SB_MODEL_OP_LOAD): a chat of one empty user message with max_tokens 1, whose token
+ *   warms the model and is not shown; the answer is {"response":"","done":true,
+ *   "done_reason":"load"} (chat: an empty assistant "message"). With keep_alive 0 it is "unload"
+ *   (SB_MODEL_OP_UNLOAD, done_reason "unload"): a local backend answers it without loading.
+ * - keep_alive (generate, chat, embed) becomes keep_alive_ns: a Go duration string, a number of
+ *   seconds, or a string of digits (seconds, as OLLAMA_KEEP_ALIVE reads it); negative, or past
+ *   what int64 nanoseconds hold, is "for good". Anything else is a 400.
  * - format "json" and a JSON schema object both turn on JSON mode; the schema itself is not
  *   enforced yet (the canonical request has no field for it).
  * - options: num_predict -1 and -2 mean no limit, 0 is refused (it would generate nothing);
  *   seed -1 means a random seed; num_ctx is ignored (the context window is set per model in the
  *   configuration), as are Ollama's runner options (num_gpu, num_thread, mirostat, ...) and keys
- *   it does not know, as Ollama itself only warns about those. keep_alive and think are accepted
- *   and ignored; logprobs is refused.
+ *   it does not know, as Ollama itself only warns about those. think is accepted and ignored;
+ *   logprobs is refused.
  * - Tool calls go out whole, as Ollama sends them: deltas are accumulated and every call is
  *   written at the end of the turn, arguments as a JSON object ({} when empty; arguments that are
  *   not a JSON object become {"_raw_arguments": "<the text>"} so the model's output is kept).
@@ -232,6 +236,80 @@ static int accept_ignored(struct sb__json *j, const json_t *root, const char *ke
 #define KIND_NUMBER (KIND(JSON_INTEGER) | KIND(JSON_REAL))
 #define KIND_BOOL   (KIND(JSON_TRUE) | KIND(JSON_FALSE))
 
+/* An optional sign and decimal digits only: a keep_alive string read as seconds ("300", "-1"), as
+ * Ollama reads OLLAMA_KEEP_ALIVE. */
+static bool plain_integer(struct sb_str s, int64_t *seconds)
+{
+    size_t i = s.len > 0 && (s.p[0] == '-' || s.p[0] == '+') ? 1 : 0;
+    char digits[24];
+
+    if (i == s.len || s.len >= sizeof(digits))
+        return false;
+    for (size_t k = i; k < s.len; k++) {
+        if (s.p[k] < '0' || s.p[k] > '9')
+            return false;
+    }
+    memcpy(digits, s.p, s.len);
+    digits[s.len] = '\0';
+    *seconds = strtoll(digits, NULL, 10); /* saturates; anything that large is "forever" */
+    return true;
+}
+
+/* Nanoseconds for a keep_alive of seconds (a JSON number, or a string of digits): a negative
+ * number and one too large for the canonical field both keep the model loaded. */
+static int64_t keep_alive_from_seconds(double seconds)
+{
+    double ns = seconds * 1e9;
+
+    /* (double)INT64_MAX is 2^63, the first value the conversion could not hold. */
+    if (seconds < 0 || ns >= (double)INT64_MAX)
+        return SB_KEEP_ALIVE_FOREVER;
+    return (int64_t)ns;
+}
+
+/* keep_alive: a Go duration string ("5m", "1h30m", "0"), a string of digits or a number (seconds);
+ * negative keeps the model loaded, 0 unloads it once the request is done. null is "not given". */
+static int parse_keep_alive(struct sb__json *j, const json_t *root, struct sb_request *req)
+{
+    json_t *v = sb__json_get(root, "keep_alive");
+    struct sb_str text;
+    int64_t n = 0;
+    size_t mark;
+    int rc = 0;
+
+    if (!v)
+        return 0;
+    mark = sb__json_push_key(j, "keep_alive");
+    if (json_is_number(v)) {
+        req->keep_alive_ns = keep_alive_from_seconds(json_number_value(v));
+    } else if (!json_is_string(v)) {
+        rc = sb__json_fail_type(j, v, "a duration string or a number of seconds");
+        goto out;
+    } else {
+        text = (struct sb_str){json_string_value(v), json_string_length(v)};
+        rc = sb_duration_parse(text, &n);
+        if (rc == SB_EINVAL && plain_integer(text, &n)) {
+            req->keep_alive_ns = keep_alive_from_seconds((double)n);
+        } else if (rc == SB_EINVAL) {
+            rc = sb__json_fail(j, "invalid_value",
+                               "Invalid value for '%s': '%.64s' is not a duration. Use a number of "
+                               "seconds or a duration such as \"5m\", \"1h30m\" or \"10s\" "
+                               "(units ns, us, ms, s, m, h); negative keeps the model loaded, 0 "
+                               "unloads it after the request.",
+                               j->path, json_string_value(v));
+            goto out;
+        } else {
+            /* A duration; a negative one, or one past ~292 years (SB_ETOOBIG), is for good. */
+            req->keep_alive_ns = rc == SB_ETOOBIG || n < 0 ? SB_KEEP_ALIVE_FOREVER : n;
+        }
+        rc = 0;
+    }
+    req->has_keep_alive = true;
+out:
+    sb__json_pop(j, mark);
+    return rc;
+}
+
 /* What every generating endpoint shares: options, format, stream (true unless said), keep_alive,
  * think, logprobs. */
 static int parse_common(struct sb__json *j, const json_t *root, struct sb_request *req)
@@ -246,8 +324,7 @@ static int parse_common(struct sb__json *j, const json_t *root, struct sb_reques
     if (rc == 0)
         rc = parse_format(j, root, req);
     if (rc == 0)
-        rc = accept_ignored(j, root, "keep_alive", KIND(JSON_STRING) | KIND_NUMBER,
-                            "a duration string or a number of seconds");
+        rc = parse_keep_alive(j, root, req);
     if (rc == 0)
         rc = accept_ignored(j, root, "think", KIND(JSON_STRING) | KIND_BOOL,
                             "a boolean or 'high', 'medium' or 'low'");
@@ -459,6 +536,32 @@ static int pair_tool_calls(struct sb__json *j, struct sb_request *req)
     return 0;
 }
 
+/* A request with nothing to generate from (no prompt, no messages) only loads the model, or with
+ * keep_alive 0 unloads it; its chat is one empty user message, and one token warms the model. */
+static int load_request(struct sb__json *j, struct sb_request *req)
+{
+    struct sb_message *m;
+
+    req->model_op =
+        req->has_keep_alive && req->keep_alive_ns == 0 ? SB_MODEL_OP_UNLOAD : SB_MODEL_OP_LOAD;
+    req->max_tokens = 1;
+    if (req->n_messages > 0)
+        return 0; /* /api/generate built its own, images and system included */
+    req->messages = arena_array(j, 1, sizeof(*req->messages));
+    m = req->messages;
+    if (m)
+        m->parts = arena_array(j, 1, sizeof(*m->parts));
+    if (!m || !m->parts)
+        return sb__json_fail_nomem(j);
+    req->n_messages = 1;
+    m->role = SB_ROLE_USER;
+    m->n_parts = 1;
+    m->parts[0].type = SB_PART_TEXT;
+    m->parts[0].text = SB_STR_LIT("");
+    return 0;
+}
+
+/* messages; absent or empty is Ollama's "load the model" (see load_request). */
 static int parse_messages(struct sb__json *j, const json_t *root, struct sb_request *req)
 {
     json_t *arr = NULL;
@@ -466,14 +569,12 @@ static int parse_messages(struct sb__json *j, const json_t *root, struct sb_requ
     size_t n;
     int rc;
 
-    rc = sb__json_array(j, root, "messages", true, 0, &arr);
+    rc = sb__json_array(j, root, "messages", false, 0, &arr);
     if (rc)
         return rc;
-    n = json_array_size(arr);
+    n = arr ? json_array_size(arr) : 0;
     if (n == 0)
-        return fail_at(j, "messages", "empty_array",
-                       "empty array. Send at least one message; Switchboard loads its models "
-                       "itself, so a chat that only loads one is not needed.");
+        return 0;
     req->messages = arena_array(j, n, sizeof(*req->messages));
     if (!req->messages)
         return sb__json_fail_nomem(j);
@@ -574,6 +675,8 @@ static int parse_chat(struct sb__json *j, const json_t *root, struct sb_request 
         rc = parse_tools(j, root, req);
     if (rc == 0)
         rc = parse_common(j, root, req);
+    if (rc == 0 && req->n_messages == 0)
+        rc = load_request(j, req);
     return rc;
 }
 
@@ -613,10 +716,8 @@ static int generate_messages(struct sb__json *j, const json_t *root, struct sb_s
     m->role = SB_ROLE_USER;
     /* The body's images and prompt read like a message's images and content. */
     rc = read_content(j, root, req->prompt, false, m);
-    if (rc == 0 && req->prompt.len == 0) {
-        /* "Load the model": see the file comment. */
-        req->max_tokens = 1;
-    }
+    if (rc == 0 && req->prompt.len == 0)
+        rc = load_request(j, req);
     return rc;
 }
 
@@ -730,8 +831,7 @@ static int parse_embed(struct sb__json *j, const json_t *root, struct sb_request
     if (rc == 0)
         rc = sb__json_object(j, root, "options", false, &options);
     if (rc == 0)
-        rc = accept_ignored(j, root, "keep_alive", KIND(JSON_STRING) | KIND_NUMBER,
-                            "a duration string or a number of seconds");
+        rc = parse_keep_alive(j, root, req);
     req->stream = false;
     return rc;
 }
@@ -908,6 +1008,16 @@ int sb_ollama_write_version(struct sb_buf *out)
 /* Ollama's expiry for a model kept loaded for good: now plus the longest Go duration. */
 #define OLLAMA_FOREVER_S INT64_C(9223372036)
 
+/* Whether /api/ps lists m: a local model while its weights are in memory (Ollama lists its loaded
+ * runners, so a model that was unloaded, or not loaded yet, is not there), any other one while it
+ * is ready (it has nothing to load). */
+static bool ps_lists(const struct sb_backend_info *m)
+{
+    bool local = m->kind && strcmp(m->kind, "local") == 0;
+
+    return local ? m->loaded : m->ready;
+}
+
 int sb_ollama_write_ps(const struct sb_backend_info *models, size_t n, struct sb_buf *out)
 {
     struct sb__writer w = {out, 0};
@@ -917,7 +1027,7 @@ int sb_ollama_write_ps(const struct sb_backend_info *models, size_t n, struct sb
     sb__put(&w, "{\"models\":[");
     for (size_t i = 0; i < n; i++) {
         const struct sb_backend_info *m = &models[i];
-        if (!m->ready)
+        if (!ps_lists(m))
             continue;
         sb__put(&w, first ? "" : ",");
         first = false;
@@ -990,7 +1100,7 @@ struct ollama_render {
     const struct sb_request *req;
     enum sb__phase phase;
     enum shape shape;
-    bool load; /* an empty /api/generate prompt: answered with done_reason "load" */
+    bool load; /* a load or unload request: answered with done_reason "load" / "unload" */
     /* Clock readings (sb_now_ns) for the durations; first is 0 until the first output. */
     uint64_t t_init, t_start, t_first;
     struct sb_buf head; /* {"model":"...","created_at":" — every line's start */
@@ -1032,7 +1142,7 @@ static int ollama_render_init(void *state, const struct sb_request *req)
     st->shape = req->kind == SB_REQ_EMBED                            ? SHAPE_EMBED
                 : req->kind == SB_REQ_COMPLETION || req->from_prompt ? SHAPE_GENERATE
                                                                      : SHAPE_CHAT;
-    st->load = req->from_prompt && req->prompt.len == 0;
+    st->load = req->model_op != SB_MODEL_OP_NONE;
     st->t_init = sb_now_ns();
     st->stamp_sec = -1;
     /* The model name once, escaped (at most 6 bytes a byte), around a fixed frame. */
@@ -1110,11 +1220,16 @@ static void put_done(struct sb__writer *w, struct ollama_render *st, const struc
     sb__put(w, "}");
 }
 
-/* The answer to a "load" request, streamed or not. */
+/* The answer to a load or unload request, streamed or not: generate's has an empty response,
+ * chat's an empty assistant message, as Ollama's. */
 static void put_load(struct sb__writer *w, struct ollama_render *st)
 {
     line_open(w, st);
-    sb__put(w, ",\"response\":\"\",\"done\":true,\"done_reason\":\"load\"}");
+    sb__put(w, st->shape == SHAPE_CHAT ? ",\"message\":{\"role\":\"assistant\",\"content\":\"\"}"
+                                       : ",\"response\":\"\"");
+    sb__put(w, st->req->model_op == SB_MODEL_OP_UNLOAD
+                   ? ",\"done\":true,\"done_reason\":\"unload\"}"
+                   : ",\"done\":true,\"done_reason\":\"load\"}");
     if (st->req->stream)
         sb__put(w, "\n");
 }

@@ -281,6 +281,7 @@ struct anthropic_backend {
     char *model;   /* the provider's model id */
     char *api_key; /* secret: only ever in the x-api-key header */
     struct sb_upstream_timeouts timeouts;
+    char *ca_file; /* NULL = the system's CAs */
     int64_t n_ctx;
     int64_t created;
 };
@@ -327,6 +328,7 @@ static void backend_destroy(struct anthropic_backend *b)
 {
     if (!b)
         return;
+    free(b->ca_file);
     free(b->name);
     free(b->url);
     free(b->model);
@@ -390,6 +392,10 @@ static int anthropic_create(const struct sb_model_config *cfg, struct sb_backend
     }
     b->timeouts = sb__cloud_timeouts(cfg);
     b->n_ctx = cfg->n_ctx;
+    if (cfg->ca_file != NULL && (b->ca_file = strdup(cfg->ca_file)) == NULL) {
+        rc = sb__cloud_errf(err, err_size, SB_ENOMEM, "out of memory");
+        goto fail;
+    }
     b->created = sb_unix_time();
     *out = &b->base;
     return SB_OK;
@@ -440,6 +446,7 @@ static int anthropic_start(struct sb_backend *base, struct sb_call *call)
         .n_headers = SB_ARRAY_LEN(headers),
         .body = sb_buf_view(&body),
         .timeouts = b->timeouts,
+        .ca_file = b->ca_file,
     };
     rc = sb__cloud_call_start(call, b->name, b->model, &anthropic_codec, NULL, &r);
 

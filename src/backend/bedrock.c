@@ -388,6 +388,7 @@ struct bedrock_backend {
     char *secret; /* secret */
     char *token;  /* secret; NULL without one */
     struct sb_upstream_timeouts timeouts;
+    char *ca_file; /* NULL = the system's CAs */
     int64_t n_ctx;
     int64_t created;
 };
@@ -433,6 +434,7 @@ static void backend_destroy(struct bedrock_backend *b)
 {
     if (!b)
         return;
+    free(b->ca_file);
     free(b->name);
     free(b->model);
     free(b->region);
@@ -543,6 +545,10 @@ static int bedrock_create(const struct sb_model_config *cfg, struct sb_backend *
     }
     b->timeouts = sb__cloud_timeouts(cfg);
     b->n_ctx = cfg->n_ctx;
+    if (cfg->ca_file != NULL && (b->ca_file = strdup(cfg->ca_file)) == NULL) {
+        rc = sb__cloud_errf(err, err_size, SB_ENOMEM, "out of memory");
+        goto fail;
+    }
     b->created = sb_unix_time();
     *out = &b->base;
     return SB_OK;
@@ -588,6 +594,7 @@ static int bedrock_start(struct sb_backend *base, struct sb_call *call)
         .n_headers = sig.n_headers,
         .body = sb_buf_view(&body),
         .timeouts = b->timeouts,
+        .ca_file = b->ca_file,
     };
     rc = sb__cloud_call_start(call, b->name, b->model, &bedrock_codec, NULL, &r);
 

@@ -22,12 +22,14 @@ struct bearer_backend {
     char *auth;        /* "Authorization: Bearer KEY", or NULL without a key */
     struct sb_str key; /* the key inside auth, to scrub from messages */
     struct sb_upstream_timeouts timeouts;
+    char *ca_file; /* NULL = the system's CAs */
     bool embeddings;
     int64_t created;
 };
 
 static void backend_destroy(struct bearer_backend *b)
 {
+    free(b->ca_file);
     free(b->name);
     free(b->model);
     for (size_t i = 0; i < SB_ARRAY_LEN(b->urls); i++)
@@ -51,7 +53,8 @@ int sb__bearer_create(const struct sb__bearer_kind *kind, const struct sb_model_
     b->timeouts = sb__cloud_timeouts(cfg);
     b->name = strdup(cfg->name);
     b->model = strdup(cfg->upstream_model != NULL ? cfg->upstream_model : cfg->name);
-    if (b->name == NULL || b->model == NULL)
+    b->ca_file = cfg->ca_file != NULL ? strdup(cfg->ca_file) : NULL;
+    if (b->name == NULL || b->model == NULL || (cfg->ca_file != NULL && b->ca_file == NULL))
         goto fail;
     struct sb_str base = sb_str_c(cfg->base_url != NULL ? cfg->base_url : kind->default_base_url);
     while (base.len > 0 && base.p[base.len - 1] == '/')
@@ -125,6 +128,7 @@ int sb__bearer_start(struct sb_backend *base, struct sb_call *call)
         .n_headers = n,
         .body = sb_buf_view(&body),
         .timeouts = b->timeouts,
+        .ca_file = b->ca_file,
     };
     struct sb__bearer_codec_ctx ctx = {req->kind == SB_REQ_EMBED, b->key};
     rc = sb__cloud_call_start(call, b->name, b->model, kind->codec, &ctx, &r);

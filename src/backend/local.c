@@ -16,6 +16,12 @@
  * request (0: as soon as it is idle; -1: never), or when the pool needs its room; its next
  * request loads it again. Every transition is made by the worker under b->mu and logged.
  *
+ * keep_alive per request (Ollama's). A request that carries one replaces the model's keep_alive
+ * when the engine takes it from the queue (so queued requests apply theirs in order), and it stays
+ * in force until the model unloads; the next load starts from the configured value again, as an
+ * Ollama runner does. An unload request (SB_MODEL_OP_UNLOAD) is answered at once, without a load:
+ * a loaded (or loading) model gets keep_alive 0 and unloads as soon as it is idle.
+ *
  * Admission. The queue holds `queue` calls; one more is refused with SB_EFULL (429) while the
  * model is loaded, SB_ESTATE (503 "loading") while it is not. Requests a model cannot serve at all
  * (embeddings on a generation model, or the reverse) are accepted and answered 400 with a message
@@ -87,6 +93,12 @@ bool sb__local_queue_take(struct local_backend *b, size_t want, struct lcall **t
     if (*n_taken > 0) {
         b->last_used_ns = sb_now_ns();
         b->last_used_unix = sb_unix_time();
+    }
+    for (size_t i = 0; i < *n_taken; i++) {
+        const struct sb_request *req = taken[i]->call->req;
+        if (req->has_keep_alive) {
+            b->keep_alive_ns = req->keep_alive_ns;
+        }
     }
     pthread_mutex_unlock(&b->mu);
     /* After the gauge moved: an owner that sees on_done sees the queue without its call. */
@@ -184,6 +196,7 @@ static void set_loaded(struct local_backend *b, int rc)
     } else {
         b->state = LOCAL_FAILED;
         b->failed_ns = sb_now_ns();
+        b->keep_alive_ns = b->keep_alive_cfg_ns; /* an unload asked meanwhile has nothing left */
     }
     pthread_mutex_unlock(&b->mu);
 }
@@ -242,16 +255,17 @@ static bool worker_idle(struct local_backend *b, const char **why)
         if (b->q_len > 0) {
             break;
         }
-        if (b->keep_alive == 0) {
+        /* Read on every wake: a request or an unload may have changed it meanwhile. */
+        if (b->keep_alive_ns == 0) {
             *why = "keep_alive 0";
             unload = true;
             break;
         }
-        if (b->keep_alive < 0) {
+        if (b->keep_alive_ns < 0) {
             pthread_cond_wait(&b->cv, &b->mu);
             continue;
         }
-        uint64_t ttl = (uint64_t)b->keep_alive * NS_PER_S;
+        uint64_t ttl = (uint64_t)b->keep_alive_ns;
         uint64_t idle = sb_now_ns() - b->last_used_ns;
         if (idle >= ttl) {
             *why = "keep_alive ran out";
@@ -269,6 +283,9 @@ static void worker_unload(struct local_backend *b, const char *why)
 {
     pthread_mutex_lock(&b->mu);
     b->state = LOCAL_UNLOADING;
+    /* A request's keep_alive lasts as long as this load; one that arrives from now on is for the
+     * next load and is applied when that load takes it. */
+    b->keep_alive_ns = b->keep_alive_cfg_ns;
     pthread_mutex_unlock(&b->mu);
     sb__local_engine_free(b->eng);
     b->eng = NULL;
@@ -362,7 +379,9 @@ static int copy_config(struct local_backend *b, const struct sb_model_config *cf
                                     .gpu_layers = cfg->gpu_layers};
     b->embeddings = cfg->embeddings;
     b->lazy = cfg->load && strcmp(cfg->load, "lazy") == 0;
-    b->keep_alive = cfg->keep_alive;
+    b->keep_alive_cfg_ns =
+        cfg->keep_alive < 0 ? SB_KEEP_ALIVE_FOREVER : (int64_t)cfg->keep_alive * (int64_t)NS_PER_S;
+    b->keep_alive_ns = b->keep_alive_cfg_ns;
     b->q_cap = cfg->queue_size > 0 ? (size_t)cfg->queue_size : LOCAL_QUEUE_DEFAULT;
     b->queue = calloc(b->q_cap, sizeof *b->queue);
     b->dropped = calloc(b->q_cap, sizeof *b->dropped);
@@ -507,6 +526,41 @@ static int start_refuse(struct lcall *lc, int code, const char *msg)
     return SB_OK;
 }
 
+/* An unload request: see the file comment. It is answered with an empty turn (START, USAGE of
+ * nothing, FINISH) whatever the model's state, as Ollama answers one for a model that is not
+ * loaded; it never waits for the unload itself. Works on embedding models too. */
+static int start_unload(struct local_backend *b, struct sb_call *call)
+{
+    struct lcall *lc = sb__lc_new(call);
+    if (!lc) {
+        return SB_ENOMEM;
+    }
+    pthread_mutex_lock(&b->mu);
+    /* Queued calls on an unloaded model are a load about to start: it unloads after them. */
+    bool resident = b->state == LOCAL_LOADED || b->state == LOCAL_LOADING ||
+                    (b->state == LOCAL_UNLOADED && b->q_len > 0);
+    if (resident && !b->stopping) {
+        b->keep_alive_ns = 0;
+        pthread_cond_signal(&b->cv);
+    }
+    pthread_mutex_unlock(&b->mu);
+    sb_log(SB_LOG_INFO, call->req->id, "local model %s: unload asked%s", b->name,
+           resident ? "" : " (it is not loaded)");
+    call->backend_data = lc;
+    struct sb_event ev = {.type = SB_EV_START};
+    ev.start.model = sb_str_c(b->name);
+    ev.start.backend = sb_str_c(b->name);
+    ev.start.attempts = 1;
+    sb__lc_post(lc, &ev);
+    ev = (struct sb_event){.type = SB_EV_USAGE};
+    sb__lc_post(lc, &ev);
+    ev = (struct sb_event){.type = SB_EV_FINISH};
+    ev.finish.reason = SB_FINISH_STOP;
+    sb__lc_post(lc, &ev);
+    sb__lc_release(lc);
+    return SB_OK;
+}
+
 static int local_start(struct sb_backend *base, struct sb_call *call)
 {
     struct local_backend *b = (struct local_backend *)base;
@@ -514,6 +568,9 @@ static int local_start(struct sb_backend *base, struct sb_call *call)
         return SB_EINVAL;
     }
     const struct sb_request *req = call->req;
+    if (req->model_op == SB_MODEL_OP_UNLOAD) {
+        return start_unload(b, call);
+    }
     if (req->kind == SB_REQ_CHAT && request_has_images(req)) {
         return SB_EUNSUPPORTED;
     }
@@ -587,9 +644,11 @@ static void local_info(const struct sb_backend *base, struct sb_backend_info *ou
     out->n_slots = b->n_slots ? b->n_slots : b->sizes.n_slots;
     out->n_ctx = b->n_ctx_slot ? b->n_ctx_slot : b->sizes.n_ctx;
     out->created = b->loaded_at;
-    if (out->loaded && b->keep_alive >= 0) {
+    if (out->loaded && b->keep_alive_ns >= 0) {
         bool busy = out->busy_slots > 0 || b->q_len > 0;
-        out->expires_at = (busy ? sb_unix_time() : b->last_used_unix) + b->keep_alive;
+        /* Whole seconds, rounded up: a model is never reported gone before it is. */
+        int64_t ttl_s = (int64_t)(((uint64_t)b->keep_alive_ns + NS_PER_S - 1) / NS_PER_S);
+        out->expires_at = (busy ? sb_unix_time() : b->last_used_unix) + ttl_s;
     }
     if (b->described) {
         out->size_vram = out->loaded ? b->size_vram : 0;

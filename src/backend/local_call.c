@@ -31,7 +31,10 @@ static size_t event_views(struct sb_event *ev, struct sb_str *v[3])
         v[2] = &ev->tool_call.arguments;
         return 3;
     case SB_EV_FINISH: v[0] = &ev->finish.stop_sequence; return 1;
-    case SB_EV_ERROR: v[0] = &ev->error.message; return 1;
+    case SB_EV_ERROR:
+        v[0] = &ev->error.message;
+        v[1] = &ev->error.param;
+        return 2;
     default: return 0;
     }
 }

@@ -2,6 +2,11 @@
  * sequence, pooled as the model says (mean when it says nothing), normalized to unit length as
  * OpenAI's are, and sent as one EMBEDDING event; USAGE and FINISH follow the last one.
  *
+ * dimensions. A request may ask for fewer components than the model's width: it gets the first N,
+ * scaled back to unit length (the "Matryoshka" shortening OpenAI's text-embedding-3 models
+ * document). That is only meaningful for a model trained that way; on another it still gives a
+ * unit vector, with less of what the full one encodes. More than the width is refused (400).
+ *
  * Batching. Each step packs whole inputs, oldest request first and in input order, into one
  * batch of at most n_batch tokens and n_slots sequences, clears the cache, decodes, and reads each
  * sequence's pooled vector. An input never spans two steps: llama.cpp pools per ubatch, so a split
@@ -200,12 +205,18 @@ void sb__local_embed_admit(struct local_engine *e, struct lcall *lc)
         job_fail(e, j, SB_EINVAL, 400, "the request has no input to embed");
         return;
     }
-    if (req->dimensions != 0 && req->dimensions != m->n_embd) {
+    if (req->dimensions < 0 || req->dimensions > m->n_embd) {
         snprintf(err, sizeof err,
-                 "model %s returns %d-dimensional embeddings and cannot shorten them; omit "
-                 "dimensions or set it to %d",
-                 e->b->name, m->n_embd, m->n_embd);
-        job_fail(e, j, SB_EUNSUPPORTED, 400, err);
+                 "Invalid 'dimensions': %d. Model %s returns %d-dimensional embeddings, so "
+                 "dimensions must be between 1 and %d (or omitted for all %d).",
+                 (int)req->dimensions, e->b->name, m->n_embd, m->n_embd, m->n_embd);
+        struct sb_event ev = {.type = SB_EV_ERROR};
+        ev.error.code = SB_EINVAL;
+        ev.error.http_status = 400;
+        ev.error.message = sb_str_c(err);
+        ev.error.param = SB_STR_LIT("dimensions");
+        sb__lc_post(lc, &ev);
+        job_release(e, j);
         return;
     }
     rc = job_tokenize(e, j, req, err, sizeof err);
@@ -277,15 +288,14 @@ static int32_t build_batch(struct local_engine *e)
     return n_lanes;
 }
 
-/* Scales v to unit L2 length (a zero vector stays zero), into out. */
-static void normalize(const float *v, float *out, int32_t n)
+void sb__local_embed_normalize(const float *v, size_t dim, float *out)
 {
     double sum = 0;
-    for (int32_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < dim; i++) {
         sum += (double)v[i] * (double)v[i];
     }
     double scale = sum > 0 ? 1.0 / sqrt(sum) : 0.0;
-    for (int32_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < dim; i++) {
         out[i] = (float)(v[i] * scale);
     }
 }
@@ -303,11 +313,14 @@ static void send_vector(struct local_engine *e, int32_t seq, struct lane *ln)
         job_fail(e, j, SB_EBACKEND, 500, "the local model produced no embedding");
         return;
     }
-    normalize(v, m->vec, m->n_embd);
+    /* Admission checked 0 < dimensions <= n_embd; 0 asks for them all. */
+    int32_t asked = j->lc->call->req->dimensions;
+    size_t dim = (size_t)(asked > 0 ? asked : m->n_embd);
+    sb__local_embed_normalize(v, dim, m->vec);
     struct sb_event ev = {.type = SB_EV_EMBEDDING};
     ev.embedding.index = (int32_t)ln->input;
     ev.embedding.values = m->vec;
-    ev.embedding.dim = (size_t)m->n_embd;
+    ev.embedding.dim = dim;
     sb__lc_post(j->lc, &ev);
     if (++j->done < j->n_inputs) {
         return;

@@ -1,7 +1,7 @@
 /* The local backend's private vocabulary, shared by its files: local.c (operations and the model's
  * lifecycle), local_call.c (the event bridge to the loop threads), local_engine.c (loading and the
  * generation decode loop), local_embed.c (embeddings) and local_pool.c (max_loaded and LRU).
- * Nothing outside src/backend/local*.c includes it. */
+ * Nothing outside src/backend/local*.c includes it, except their unit tests. */
 #ifndef SB_BACKEND_LOCAL_INTERNAL_H
 #define SB_BACKEND_LOCAL_INTERNAL_H
 
@@ -94,9 +94,9 @@ struct local_backend {
     char *path;
     char *chat_template; /* NULL = the GGUF's own */
     struct local_sizes sizes;
-    bool embeddings; /* serves SB_REQ_EMBED, and nothing else */
-    bool lazy;       /* loaded on its first request rather than at creation */
-    int32_t keep_alive;
+    bool embeddings;           /* serves SB_REQ_EMBED, and nothing else */
+    bool lazy;                 /* loaded on its first request rather than at creation */
+    int64_t keep_alive_cfg_ns; /* the configured keep_alive: ns, or SB_KEEP_ALIVE_FOREVER */
     size_t q_cap;
     int64_t file_size;
     struct sb_metric_series *m_queue_depth, *m_busy, *m_queue_seconds;
@@ -118,9 +118,12 @@ struct local_backend {
     size_t q_head, q_len;
     enum local_state state;
     bool stopping;
-    bool evict;             /* the pool wants the room: admit nothing more, unload once idle */
-    uint64_t failed_ns;     /* when the last load failed (sb_now_ns) */
-    uint64_t last_used_ns;  /* last admission or last time idle: LRU order and keep_alive */
+    bool evict;            /* the pool wants the room: admit nothing more, unload once idle */
+    uint64_t failed_ns;    /* when the last load failed (sb_now_ns) */
+    uint64_t last_used_ns; /* last admission or last time idle: LRU order and keep_alive */
+    /* The keep_alive in force (ns, or SB_KEEP_ALIVE_FOREVER): the configured one, replaced by
+     * that of each request the engine takes (or an unload request) until the model unloads. */
+    int64_t keep_alive_ns;
     int64_t last_used_unix; /* the same moment, for expires_at */
     int64_t loaded_at;      /* unix time of the last successful load (created, for /v1/models) */
     /* What info() tells, written by loads under mu; the strings are set once (first load). */
@@ -219,7 +222,8 @@ void sb__local_engine_drain(struct local_engine *e, const char *msg);
 
 /* Takes up to want queued calls into taken (in arrival order; *n_taken receives how many) and
  * releases those that were cancelled; nothing is taken while b->evict. Updates the queue-depth
- * gauge and the LRU time. Worker thread only. Returns false when b is stopping (nothing taken). */
+ * gauge, the LRU time and the keep_alive in force (a taken request's own). Worker thread only.
+ * Returns false when b is stopping (nothing taken). */
 bool sb__local_queue_take(struct local_backend *b, size_t want, struct lcall **taken,
                           size_t *n_taken);
 /* The START event for a call leaving the queue now; observes its queue time. */
@@ -251,6 +255,11 @@ void sb__local_embed_reap(struct local_engine *e);
 bool sb__local_embed_step(struct local_engine *e);
 /* Ends every job with ERROR (503, msg). */
 void sb__local_embed_drain(struct local_engine *e, const char *msg);
+/* Writes v[0, dim) scaled to unit L2 length into out[0, dim) (a zero vector stays zero): the
+ * whole vector normalized when dim is its width, and a Matryoshka-shortened one when dim is less,
+ * since shortening a unit vector and normalizing again is normalizing its first dim components.
+ * out may be v. Pure; any thread. */
+void sb__local_embed_normalize(const float *v, size_t dim, float *out);
 
 /* -----------------------------------------------------------------------------------------------
  * The pool: every local model of the process, and max_loaded (local_pool.c)

@@ -183,6 +183,21 @@ static void options(struct sb__jw *w, const struct sb_request *req)
     sb__jw_raw(w, "}");
 }
 
+/* ,"keep_alive":.. when the request set one: whole seconds as a number (-1 for good, as Ollama
+ * reads a negative), anything finer as a duration in nanoseconds. */
+static void keep_alive(struct sb__jw *w, const struct sb_request *req)
+{
+    if (!req->has_keep_alive)
+        return;
+    sb__jw_key(w, "keep_alive");
+    if (req->keep_alive_ns < 0)
+        sb__jw_raw(w, "-1");
+    else if (req->keep_alive_ns % 1000000000 == 0)
+        sb__jw_int(w, req->keep_alive_ns / 1000000000);
+    else if (w->rc == 0)
+        w->rc = sb_buf_printf(w->b, "\"%lldns\"", (long long)req->keep_alive_ns);
+}
+
 int sb__ollama_render(const struct sb_request *req, struct sb_str model, struct sb_buf *out,
                       char *err, size_t err_size)
 {
@@ -195,7 +210,8 @@ int sb__ollama_render(const struct sb_request *req, struct sb_str model, struct 
     case SB_REQ_CHAT:
         sb__jw_key(&w, "messages");
         sb__jw_raw(&w, "[");
-        for (size_t i = 0; i < req->n_messages && rc == 0; i++)
+        /* A load or unload request: no messages, so the server does its own (nothing runs). */
+        for (size_t i = 0; i < req->n_messages && rc == 0 && req->model_op == SB_MODEL_OP_NONE; i++)
             rc = message(&w, req, i, err, err_size);
         sb__jw_raw(&w, "]");
         if (rc == 0 && req->n_tools > 0 && req->tool_choice != SB_TOOL_CHOICE_NONE)
@@ -219,6 +235,7 @@ int sb__ollama_render(const struct sb_request *req, struct sb_str model, struct 
         sb__jw_raw(&w, "]");
         if (req->dimensions > 0 && w.rc == 0)
             w.rc = sb_buf_printf(out, ",\"dimensions\":%d", (int)req->dimensions);
+        keep_alive(&w, req);
         sb__jw_raw(&w, "}");
         return w.rc;
     }
@@ -230,6 +247,7 @@ int sb__ollama_render(const struct sb_request *req, struct sb_str model, struct 
     }
     sb__jw_key(&w, "stream");
     sb__jw_raw(&w, "true");
+    keep_alive(&w, req);
     options(&w, req);
     sb__jw_raw(&w, "}");
     return w.rc;

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alert/alert.h"
+#include "auth/auth.h"
 #include "backend/backend.h"
 #include "config/config.h"
 #include "http/http.h"
@@ -76,6 +78,16 @@ static const struct command commands[] = {
      "--shape SHAPE --type f16|q8_0|q4_0 --vocab VOCAB.gguf --out FILE [--seed N]",
      "write a random-weight GGUF in a real model's shape (llama-3.2-1b, ...), for benchmarks",
      sb_models_synth_cli},
+    {"keys", "create",
+     "--name NAME [--team TEAM] [--budget-usd USD [--period day|week|month]] [--models A,B] "
+     "[--max-sensitivity low|medium|high] [--rpm N] [--tpm N] [--config FILE]",
+     "make an API key; prints it once (only its hash is stored)", sb_auth_keys_create_cli},
+    {"keys", "list", "[--format text|json] [--config FILE]",
+     "the API keys (never their secrets): prefix, team, scopes, limits, spend this period",
+     sb_auth_keys_list_cli},
+    {"keys", "revoke", "NAME [--config FILE]",
+     "revoke the active key NAME; a running server refuses it within a second",
+     sb_auth_keys_revoke_cli},
     {"help", NULL, "", "print this help", cmd_help},
 };
 
@@ -199,6 +211,9 @@ struct serve_state {
     struct sb_router *router;     /* the policy, over the models' own backends */
     struct sb_pricing *pricing;
     struct sb_ledger *ledger; /* NULL when the config disables it */
+    struct sb_auth *auth;     /* API keys; NULL when auth.keys is off */
+    struct sb_budget *budget; /* NULL without budgets or keys */
+    struct sb_alerts *alerts; /* NULL without an `alerts:` section */
     struct sb_server *server;
 };
 
@@ -247,6 +262,10 @@ static int serve_setup(struct serve_state *st)
         fprintf(stderr, "switchboard: ledger: %s\n", err);
         return EXIT_SETUP;
     }
+    if (sb_alert_from_config(&cfg->alerts, &st->alerts, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: alerts: %s\n", err);
+        return EXIT_SETUP;
+    }
     if (sb_server_new(cfg, sb_resil_backends(st->resil), cfg->n_models, &st->server, err,
                       sizeof(err)) != 0) {
         fprintf(stderr, "switchboard: cannot listen on %s:%d: %s\n", cfg->listen.host,
@@ -255,13 +274,18 @@ static int serve_setup(struct serve_state *st)
     }
     sb_server_set_ledger(st->server, st->ledger);   /* borrowed; NULL = no ledger */
     sb_server_set_pricing(st->server, st->pricing); /* borrowed */
-    /* Routing by policy is on when the config writes policy rules or privacy settings; without
-     * them requests go to each model's configured chain as before (the hybrid default changes
-     * fallbacks that existing configs rely on). */
-    const struct sb_privacy_config *pc = &cfg->privacy;
-    bool routing = cfg->policy.n_rules > 0 || pc->n_custom_terms > 0 || pc->n_custom_patterns > 0 ||
-                   pc->n_detectors > 0;
-    if (routing && sb_server_set_routing(st->server, st->router, st->privacy, st->resil) != 0) {
+    sb_server_set_alerts(st->server, st->alerts);   /* borrowed; NULL = no alerts */
+    /* After the ledger: budgets read this period's spend back from it. */
+    if (sb_auth_serve_setup(cfg, sb_unix_time(), &st->auth, &st->budget, err, sizeof(err)) != 0) {
+        fprintf(stderr, "switchboard: %s\n", err);
+        return EXIT_SETUP;
+    }
+    if (st->budget != NULL) /* thresholds (50/80/100%) go to the alerts; NULL alerts: logged only */
+        sb_budget_set_notify(st->budget, sb_alert_budget, st->alerts);
+    sb_server_set_quota(st->server, st->auth, st->budget, st->router, st->resil); /* borrowed */
+    /* Every model request is routed by policy: the config's rules, else its default (the
+     * built-in hybrid policy, or `policy: {default: none}` for each model's configured chain). */
+    if (sb_server_set_routing(st->server, st->router, st->privacy, st->resil) != 0) {
         fprintf(stderr, "switchboard: out of memory\n");
         return EXIT_SETUP;
     }
@@ -274,6 +298,9 @@ static int serve_teardown(struct serve_state *st)
 {
     int status = 0;
     sb_server_free(st->server);
+    sb_auth_free(st->auth); /* every request has settled: the server is gone */
+    sb_budget_free(st->budget);
+    sb_alert_free(st->alerts); /* posts what is queued, for at most a few seconds */
     if (sb_ledger_close(st->ledger) != 0) {
         fprintf(stderr, "switchboard: ledger: the last rows could not be written\n");
         status = EXIT_RUNTIME;

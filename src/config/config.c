@@ -257,6 +257,11 @@ static const struct sb__cfg_key model_keys[] = {
      .type = SB__CFG_STR,
      FIELD(struct sb_model_config, base_url),
      .doc = "remote backends: the provider's API root; unset = the kind's default"},
+    {.name = "ca_file",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_model_config, ca_file),
+     .flags = SB__CFG_PATH,
+     .doc = "remote backends: PEM file of the CAs to trust for https; unset = the system's"},
     {.name = "api_key",
      .type = SB__CFG_STR,
      FIELD(struct sb_model_config, api_key),
@@ -323,8 +328,8 @@ static const struct sb__cfg_key ledger_keys[] = {
      .type = SB__CFG_STR,
      FIELD(struct sb_ledger_config, path),
      .def = "switchboard.db",
-     .flags = SB__CFG_PATH,
-     .doc = "the SQLite ledger file; \"\" records nothing"},
+     .flags = SB__CFG_PATH | SB__CFG_URL_PASSWORD,
+     .doc = "the SQLite ledger file, or a postgres:// URL; \"\" records nothing"},
     {.name = "commit_interval_ms",
      .type = SB__CFG_INT,
      FIELD(struct sb_ledger_config, commit_interval_ms),
@@ -350,7 +355,7 @@ static const struct sb__cfg_key ledger_keys[] = {
      .type = SB__CFG_BOOL,
      FIELD(struct sb_ledger_config, content_logging),
      .def = "false",
-     .doc = "record prompt and completion text (not implemented yet: nothing is recorded)"},
+     .doc = "record prompt and completion text in the ledger's request_content table"},
 };
 
 static const struct sb__cfg_section ledger_section = {
@@ -375,6 +380,28 @@ static const struct sb__cfg_section local_section = {
     .keys = local_keys,
     .n_keys = SB_ARRAY_LEN(local_keys),
     .size = sizeof(struct sb_local_config),
+};
+
+static const struct sb__cfg_key ui_keys[] = {
+    {.name = "enabled",
+     .type = SB__CFG_BOOL,
+     FIELD(struct sb_ui_config, enabled),
+     .def = "true",
+     .doc = "serve the dashboard: GET /ui and its JSON, /ui/api/summary"},
+    {.name = "recent",
+     .type = SB__CFG_SIZE,
+     FIELD(struct sb_ui_config, recent),
+     .min = 1,
+     .max = 10000,
+     .def = "50",
+     .doc = "routing decisions kept in memory for the dashboard's table (about 700 bytes each)"},
+};
+
+static const struct sb__cfg_section ui_section = {
+    .name = "ui",
+    .keys = ui_keys,
+    .n_keys = SB_ARRAY_LEN(ui_keys),
+    .size = sizeof(struct sb_ui_config),
 };
 
 /* Decimal keys (prices, watts, years) are strings checked by check_decimals: a row whose .max is
@@ -688,6 +715,218 @@ static const struct sb__cfg_section policy_section = {
     .size = sizeof(struct sb_policy_config),
 };
 
+/* Alerts: the spike detector's keys are checked together (window below baseline, factor above
+ * 1); the section's check also marks alerts as on, since only a file that has it turns them on. */
+static void check_alerts_spike(struct sb__cfg_check *chk, void *entry);
+static void check_alerts(struct sb__cfg_check *chk, void *entry);
+
+static const struct sb__cfg_key alerts_spike_keys[] = {
+    {.name = "enabled",
+     .type = SB__CFG_BOOL,
+     FIELD(struct sb_alerts_spike_config, enabled),
+     .def = "true",
+     .doc = "watch the spend rate for spikes"},
+    {.name = "window_s",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_alerts_spike_config, window_s),
+     .min = 1,
+     .max = 2592000,
+     .def = "300",
+     .doc = "seconds of recent spend whose rate is compared with the baseline's"},
+    {.name = "baseline_s",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_alerts_spike_config, baseline_s),
+     .min = 2,
+     .max = 2592000,
+     .def = "86400",
+     .doc = "seconds before the window whose average rate is the baseline; above window_s"},
+    {.name = "factor",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_alerts_spike_config, factor),
+     .max = MICROS(1000000),
+     .def = "3",
+     .doc = "a spike is a window rate at least this many times the baseline's; above 1"},
+    {.name = "min_usd",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_alerts_spike_config, min_usd),
+     .max = MICROS(1000000000),
+     .def = "1.00",
+     .doc = "USD a window must reach before it can be a spike"},
+};
+
+static const struct sb__cfg_section alerts_spike_section = {
+    .name = "alerts.spend_spike",
+    .keys = alerts_spike_keys,
+    .n_keys = SB_ARRAY_LEN(alerts_spike_keys),
+    .size = sizeof(struct sb_alerts_spike_config),
+    .check = check_alerts_spike,
+};
+
+static const struct sb__cfg_key alerts_keys[] = {
+    {.name = "webhook_url",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_alerts_config, webhook_url),
+     .flags = SB__CFG_SECRET,
+     .doc = "an http(s) URL each alert is POSTed to as JSON; unset = alerts are only logged"},
+    {.name = "webhook_timeout_ms",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_alerts_config, webhook_timeout_ms),
+     .min = 100,
+     .max = 600000,
+     .def = "5000",
+     .doc = "the longest one POST may take, connecting included"},
+    {.name = "webhook_retries",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_alerts_config, webhook_retries),
+     .min = 0,
+     .max = 10,
+     .def = "2",
+     .doc = "retries after a 5xx reply or a connection failure, 1 s apart and doubling"},
+    {.name = "instance",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_alerts_config, instance),
+     .doc = "this gateway's name in alerts; unset = the host name"},
+    {.name = "queue_size",
+     .type = SB__CFG_SIZE,
+     FIELD(struct sb_alerts_config, queue_size),
+     .min = 1,
+     .max = 65536,
+     .def = "64",
+     .doc = "alerts waiting to be posted; more are dropped, counted and logged"},
+    {.name = "spend_spike",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_alerts_config, spend_spike),
+     .section = &alerts_spike_section,
+     .doc = "spend-spike detection: the recent spend rate against its trailing average"},
+};
+
+static const struct sb__cfg_section alerts_section = {
+    .name = "alerts",
+    .keys = alerts_keys,
+    .n_keys = SB_ARRAY_LEN(alerts_keys),
+    .size = sizeof(struct sb_alerts_config),
+    .check = check_alerts,
+};
+
+/* API keys and budgets (docs/keys-and-budgets.md). Amounts are decimals checked by
+ * check_decimals; team names follow the key names' rule (check_budget_team). */
+static void check_budget_team(struct sb__cfg_check *chk, void *entry);
+
+static const char *const auth_modes[] = {"off", "optional", "required", NULL};
+static const char *const budget_periods[] = {"day", "week", "month", NULL};
+static const char *const budget_on_limit[] = {"deny", "local", NULL};
+
+static const struct sb__cfg_key auth_keys[] = {
+    {.name = "keys",
+     .type = SB__CFG_ENUM,
+     FIELD(struct sb_auth_config, keys),
+     .choices = auth_modes,
+     .def = "off",
+     .doc = "off: keys are not read; optional: a Switchboard key is checked when presented; "
+            "required: every model request needs one"},
+    {.name = "store",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_auth_config, store),
+     .def = "",
+     .flags = SB__CFG_PATH,
+     .doc = "the SQLite file that holds the keys; \"\" = the ledger's file"},
+};
+
+static const struct sb__cfg_section auth_section = {
+    .name = "auth",
+    .keys = auth_keys,
+    .n_keys = SB_ARRAY_LEN(auth_keys),
+    .size = sizeof(struct sb_auth_config),
+};
+
+static const struct sb__cfg_key budget_limit_keys[] = {
+    {.name = "usd",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_budget_limit_config, usd),
+     .max = MICROS(1000000000),
+     .doc = "USD the whole gateway may spend per period; unset = no global budget"},
+    {.name = "period",
+     .type = SB__CFG_ENUM,
+     FIELD(struct sb_budget_limit_config, period),
+     .choices = budget_periods,
+     .def = "month",
+     .doc = "the calendar UTC period the budget renews: day, week (from Monday) or month"},
+};
+
+static const struct sb__cfg_section budget_limit_section = {
+    .name = "budgets.global",
+    .keys = budget_limit_keys,
+    .n_keys = SB_ARRAY_LEN(budget_limit_keys),
+    .size = sizeof(struct sb_budget_limit_config),
+    .check = check_decimals,
+};
+
+static const struct sb__cfg_key budget_team_keys[] = {
+    {.name = "name",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_budget_team_config, name),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "the team, as keys name it (switchboard keys create --team)"},
+    {.name = "usd",
+     .type = SB__CFG_STR,
+     FIELD(struct sb_budget_team_config, usd),
+     .max = MICROS(1000000000),
+     .flags = SB__CFG_REQUIRED,
+     .doc = "USD the team's keys may spend together per period"},
+    {.name = "period",
+     .type = SB__CFG_ENUM,
+     FIELD(struct sb_budget_team_config, period),
+     .choices = budget_periods,
+     .def = "month",
+     .doc = "the calendar UTC period the budget renews: day, week (from Monday) or month"},
+};
+
+static const struct sb__cfg_section budget_team_section = {
+    .name = "budgets.teams[]",
+    .keys = budget_team_keys,
+    .n_keys = SB_ARRAY_LEN(budget_team_keys),
+    .size = sizeof(struct sb_budget_team_config),
+    .line_offset = offsetof(struct sb_budget_team_config, line),
+    .column_offset = offsetof(struct sb_budget_team_config, column),
+    .unique_key = "name",
+    .check = check_budget_team,
+};
+
+static const struct sb__cfg_key budgets_keys[] = {
+    {.name = "global",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_budgets_config, global),
+     .section = &budget_limit_section,
+     .doc = "the whole gateway's budget"},
+    {.name = "teams",
+     .type = SB__CFG_LIST,
+     FIELD(struct sb_budgets_config, teams),
+     .count_offset = offsetof(struct sb_budgets_config, n_teams),
+     .section = &budget_team_section,
+     .doc = "a budget per team, shared by the team's keys"},
+    {.name = "on_limit",
+     .type = SB__CFG_ENUM,
+     FIELD(struct sb_budgets_config, on_limit),
+     .choices = budget_on_limit,
+     .def = "deny",
+     .doc = "a request that does not fit a budget: deny (429) or local (served by the free "
+            "members of its chain)"},
+    {.name = "default_max_tokens",
+     .type = SB__CFG_INT,
+     FIELD(struct sb_budgets_config, default_max_tokens),
+     .min = 1,
+     .max = 10000000,
+     .def = "4096",
+     .doc = "output tokens a request without max_tokens is assumed to cost before it is sent"},
+};
+
+static const struct sb__cfg_section budgets_section = {
+    .name = "budgets",
+    .keys = budgets_keys,
+    .n_keys = SB_ARRAY_LEN(budgets_keys),
+    .size = sizeof(struct sb_budgets_config),
+};
+
 static void check_root(struct sb__cfg_check *chk, void *entry);
 
 static const char *const log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -720,12 +959,17 @@ static const struct sb__cfg_key root_keys[] = {
      .type = SB__CFG_MAP,
      FIELD(struct sb_config, ledger),
      .section = &ledger_section,
-     .doc = "the request ledger: one row per request, in SQLite"},
+     .doc = "the request ledger: one row per request, in SQLite or PostgreSQL"},
     {.name = "local",
      .type = SB__CFG_MAP,
      FIELD(struct sb_config, local),
      .section = &local_section,
      .doc = "what the local models share: how many may be loaded at once"},
+    {.name = "ui",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, ui),
+     .section = &ui_section,
+     .doc = "the dashboard at /ui (docs/dashboard.md)"},
     {.name = "pricing",
      .type = SB__CFG_LIST,
      FIELD(struct sb_config, pricing),
@@ -747,6 +991,21 @@ static const struct sb__cfg_key root_keys[] = {
      FIELD(struct sb_config, policy),
      .section = &policy_section,
      .doc = "routing rules: where each request may and should go (docs/routing.md)"},
+    {.name = "alerts",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, alerts),
+     .section = &alerts_section,
+     .doc = "spend-spike and budget alerts, logged and posted to a webhook (docs/alerts.md)"},
+    {.name = "auth",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, auth),
+     .section = &auth_section,
+     .doc = "API keys: off, optional or required (docs/keys-and-budgets.md)"},
+    {.name = "budgets",
+     .type = SB__CFG_MAP,
+     FIELD(struct sb_config, budgets),
+     .section = &budgets_section,
+     .doc = "USD budgets per period: global and per team (keys carry their own)"},
 };
 
 static const struct sb__cfg_section root_section = {
@@ -1585,6 +1844,62 @@ static void check_decimals(struct sb__cfg_check *chk, void *entry)
     }
 }
 
+/* The spike detector's rules across keys: a valid factor is above 1; the window is shorter than
+ * the baseline it is compared with. */
+static void check_alerts_spike(struct sb__cfg_check *chk, void *entry)
+{
+    const struct sb_alerts_spike_config *sc = entry;
+    int64_t factor = 0;
+
+    check_decimals(chk, entry);
+    /* A factor that is not a decimal was reported by check_decimals. */
+    if (sc->factor != NULL && sb_config_parse_micros(sc->factor, MICROS(1000000), &factor) == 0 &&
+        factor <= MICROS(1))
+        check_report(chk, "factor", "expected a factor above 1, got \"%s\"", sc->factor);
+    if (sc->window_s >= sc->baseline_s)
+        check_report(chk, "window_s",
+                     "window_s (%d) is not less than baseline_s (%d); expected a window shorter "
+                     "than the baseline it is compared with",
+                     (int)sc->window_s, (int)sc->baseline_s);
+}
+
+static void check_alerts(struct sb__cfg_check *chk, void *entry)
+{
+    struct sb_alerts_config *ac = entry;
+
+    ac->enabled = true;
+    if (ac->webhook_url == NULL)
+        return;
+    const char *u = ac->webhook_url;
+    size_t scheme = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
+    /* The URL is a secret (a Slack webhook's path is its token): messages do not repeat it. */
+    if (scheme == 0 || u[scheme] == '\0')
+        check_report(chk, "webhook_url", "expected an http:// or https:// URL");
+}
+
+/* A team's amount is a decimal; its name is what `keys create --team` accepts: 1 to 64 letters,
+ * digits, '.', '_' or '-'. */
+static void check_budget_team(struct sb__cfg_check *chk, void *entry)
+{
+    const struct sb_budget_team_config *t = entry;
+    size_t n = t->name != NULL ? strlen(t->name) : 0;
+
+    check_decimals(chk, entry);
+    if (t->name == NULL)
+        return;
+    bool ok = n >= 1 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++) {
+        char c = t->name[i];
+        ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+             c == '.' || c == '_' || c == '-';
+    }
+    if (!ok)
+        check_report(chk, "name",
+                     "expected 1 to 64 letters, digits, '.', '_' or '-' (as keys name teams), "
+                     "got \"%s\"",
+                     t->name);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Fallback chains: checked once every model is read, since they name each other.
  * ------------------------------------------------------------------------------------------- */
@@ -2267,12 +2582,17 @@ static void summary_key(struct sb_buf *out, const struct sb__cfg_key *key, void 
         const char *s;
         memcpy(&s, field, sizeof s);
         sb_buf_append_char(out, ' ');
-        if (key->flags & SB__CFG_SECRET)
+        if (key->flags & SB__CFG_SECRET) {
             sb_buf_append_c(out, s != NULL ? "(set, not shown)" : "(not set)");
-        else if (s != NULL)
+        } else if ((key->flags & SB__CFG_URL_PASSWORD) && s != NULL) {
+            char shown[2048];
+            sb_redact_url(s, shown, sizeof shown);
+            summary_string(out, shown);
+        } else if (s != NULL) {
             summary_string(out, s);
-        else
+        } else {
             sb_buf_append_c(out, "(not set)");
+        }
         break;
     }
     case SB__CFG_INT:

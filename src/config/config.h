@@ -31,10 +31,12 @@ struct sb_model_config {
     int32_t queue_size; /* key `queue`: requests waiting for a slot; more get 429; default 128 */
 
     /* Remote backends (openai, anthropic, bedrock, ollama). Secrets are never logged or printed. */
-    char *base_url;              /* e.g. https://api.openai.com/v1; NULL = the kind's default */
-    char *api_key;               /* secret; usually "${OPENAI_API_KEY}" */
-    char *upstream_model;        /* the provider's model id; NULL = name */
-    char *region;                /* bedrock: AWS region, e.g. us-east-1 */
+    char *base_url;       /* e.g. https://api.openai.com/v1; NULL = the kind's default */
+    char *ca_file;        /* PEM file of the CAs trusted for an https base_url (a private PKI, a TLS
+                             proxy); relative to the config file's folder; NULL = the system's CAs */
+    char *api_key;        /* secret; usually "${OPENAI_API_KEY}" */
+    char *upstream_model; /* the provider's model id; NULL = name */
+    char *region;         /* bedrock: AWS region, e.g. us-east-1 */
     char *aws_access_key_id;     /* bedrock; secret */
     char *aws_secret_access_key; /* bedrock; secret */
     char *aws_session_token;     /* bedrock; secret, optional */
@@ -93,6 +95,12 @@ struct sb_privacy_config {
 struct sb_local_config {
     int32_t max_loaded; /* local models loaded at once, least recently used unloaded first; 0 = no
                            limit */
+};
+
+/* The dashboard (section `ui:`; docs/dashboard.md). */
+struct sb_ui_config {
+    bool enabled;  /* serve GET /ui and /ui/api/summary; default true */
+    size_t recent; /* routing decisions kept in memory for it; default 50 */
 };
 
 /* A price override (section `pricing[]`): USD per million tokens, as decimal text (at most six
@@ -175,6 +183,60 @@ struct sb_policy_config {
     char *default_policy; /* key `default`: "hybrid" (default) | "none" */
 };
 
+/* Spend-spike detection (section `alerts.spend_spike`): the spend rate over the last window
+ * against its trailing average over the baseline before it. Decimals are text, read exactly with
+ * sb_config_parse_micros. */
+struct sb_alerts_spike_config {
+    bool enabled;       /* default true */
+    int32_t window_s;   /* default 300; less than baseline_s */
+    int32_t baseline_s; /* default 86400 */
+    char *factor;       /* the window's rate over the baseline's average, above 1; default "3" */
+    char *min_usd;      /* the least spend in a window that may alert; default "1.00" */
+};
+
+/* Alerts (section `alerts:`): spend spikes and budget thresholds, logged and posted to a
+ * webhook. Off unless the file has an `alerts:` mapping. */
+struct sb_alerts_config {
+    bool enabled;               /* set when the file has the section (not a key) */
+    char *webhook_url;          /* http(s) URL that receives a JSON POST; NULL = log only; secret */
+    int32_t webhook_timeout_ms; /* one POST, connecting included; default 5000 */
+    int32_t webhook_retries;    /* retries after a 5xx or a connection failure; default 2 */
+    char *instance;             /* this gateway's name in alerts; NULL = the host name */
+    size_t queue_size;          /* alerts waiting for the sender; more are dropped; default 64 */
+    struct sb_alerts_spike_config spend_spike;
+};
+
+/* API keys (section `auth:`): whether requests must, may or need not present a Switchboard key
+ * (docs/keys-and-budgets.md). */
+struct sb_auth_config {
+    char *keys;  /* "off" (default: keys are not read), "optional" or "required" */
+    char *store; /* the SQLite file of the keys; "" (default) = the ledger's file (ledger.path) */
+};
+
+/* A budget: USD per calendar UTC period, as decimal text read with sb_config_parse_micros. */
+struct sb_budget_limit_config {
+    char *usd;    /* NULL = no budget */
+    char *period; /* "day" | "week" | "month" (default) */
+};
+
+/* One team's budget (section `budgets.teams[]`). */
+struct sb_budget_team_config {
+    char *name;   /* the team, as keys are created with --team */
+    char *usd;    /* required */
+    char *period; /* "day" | "week" | "month" (default) */
+    int line;     /* where the entry starts in the file (1-based), for messages */
+    int column;   /* and its column (1-based) */
+};
+
+/* Budgets (section `budgets:`): global and per team; keys carry their own (switchboard keys). */
+struct sb_budgets_config {
+    struct sb_budget_limit_config global;
+    struct sb_budget_team_config *teams;
+    size_t n_teams;
+    char *on_limit;             /* "deny" (default: 429) | "local" (serve from free members) */
+    int32_t default_max_tokens; /* output tokens reserved when a request sets none; 4096 */
+};
+
 struct sb_config {
     char *source; /* the file it came from, or "<default>" */
     struct sb_listen_config listen;
@@ -189,7 +251,11 @@ struct sb_config {
     struct sb_infra_config infra;
     struct sb_privacy_config privacy;
     struct sb_local_config local;
+    struct sb_ui_config ui;
     struct sb_policy_config policy;
+    struct sb_alerts_config alerts;
+    struct sb_auth_config auth;
+    struct sb_budgets_config budgets;
 };
 
 /* Parses YAML text. name is used in error messages ("switchboard.yaml:12:5: ..."). base_dir is

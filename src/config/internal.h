@@ -28,6 +28,7 @@ enum {
     SB__CFG_REQUIRED = 1u << 0, /* the key must be present */
     SB__CFG_PATH = 1u << 1,     /* STR/STR_LIST: relative values are taken from the file's folder */
     SB__CFG_SECRET = 1u << 2,   /* never printed (API keys) */
+    SB__CFG_URL_PASSWORD = 1u << 3, /* STR: printed with a URL's password as "***" */
 };
 
 struct sb__cfg_section;

@@ -97,6 +97,17 @@ struct sb_label {
 
 #define SB_MAX_STOP 16 /* stop sequences per request */
 
+/* A keep_alive that keeps the model loaded until something else unloads it (max_loaded). */
+#define SB_KEEP_ALIVE_FOREVER (-1)
+
+/* A request that asks only for its model to be loaded or unloaded (Ollama's /api/generate without
+ * a prompt, /api/chat without messages). */
+enum sb_model_op {
+    SB_MODEL_OP_NONE,   /* an ordinary request */
+    SB_MODEL_OP_LOAD,   /* load the model: a chat of one empty user message, max_tokens 1 */
+    SB_MODEL_OP_UNLOAD, /* unload it once idle (the same chat; keep_alive_ns is 0) */
+};
+
 struct sb_request {
     enum sb_api api;
     enum sb_request_kind kind;
@@ -135,6 +146,18 @@ struct sb_request {
     bool stream;
     bool include_usage; /* stream a usage event before the finish (OpenAI stream_options) */
     bool json_mode;     /* response_format json_object: the output must be one JSON value */
+
+    /* How long the model that serves this request stays loaded once idle (Ollama's keep_alive),
+     * for backends that load models: it replaces the model's configured keep_alive from when the
+     * request is served until the model unloads. With has_keep_alive: nanoseconds (0 = unload as
+     * soon as idle) or SB_KEEP_ALIVE_FOREVER; without it, the model's own setting applies.
+     * Backends that load nothing ignore it. */
+    int64_t keep_alive_ns;
+    bool has_keep_alive;
+    /* SB_MODEL_OP_LOAD / UNLOAD: the codec answers in its "load" / "unload" shape. A backend
+     * that loads models may serve them without generating (an unload never loads the model); any
+     * other backend serves the one-token chat they carry. */
+    enum sb_model_op model_op;
 
     struct sb_label *labels;
     size_t n_labels;
@@ -189,6 +212,9 @@ struct sb_event {
              * model's queue and, when the model had to be loaded first, the load. 0 for backends
              * that do not queue. For the ledger (queue time apart from time to first token). */
             uint32_t queue_ms;
+            /* The backends tried, in order, comma-separated (a fallback chain's members that
+             * were started, this one last); empty from a backend that is not a chain. */
+            struct sb_str tried;
         } start;
         struct {
             struct sb_str text; /* UTF-8; a delta never splits a code point */
@@ -216,8 +242,10 @@ struct sb_event {
             int code;                /* SB_E* */
             int http_status;         /* the status a client should see (400, 429, 502, ...) */
             struct sb_str message;   /* for the client: no secrets, no prompt text */
+            struct sb_str param;     /* the request field at fault (OpenAI's param), or empty */
             bool retryable;          /* the same request may succeed if tried again (429, 5xx) */
             uint32_t retry_after_ms; /* the provider's Retry-After, 0 when it named none */
+            struct sb_str tried;     /* as START's, for a chain that no member served */
         } error;
     };
 };

@@ -148,6 +148,23 @@ int64_t sb_unix_time(void);
 /* Writes a random id of the form prefix + 24 base-62 characters into out (NUL-terminated).
  * out_size must be at least strlen(prefix) + 25. Thread-safe. */
 void sb_random_id(char *out, size_t out_size, const char *prefix);
+/* Parses a duration in Go's time.ParseDuration syntax (core/duration.c): an optional sign, then
+ * one or more decimal numbers each with a unit of ns, us (or µs), ms, s, m or h ("1h30m",
+ * "1.5s", "-5m"); "0" alone needs no unit. Sets *ns (0 on failure). Returns 0, SB_EINVAL for
+ * text that is not a duration (empty, a missing or unknown unit), or SB_ETOOBIG when it is
+ * beyond ±INT64_MAX nanoseconds (about 292 years). */
+int sb_duration_parse(struct sb_str s, int64_t *ns);
+
+/* ---------------------------------------------------------------------------------------------
+ * Secrets in what is shown (core/redact.c).
+ * ------------------------------------------------------------------------------------------- */
+/* Writes url into out (NUL-terminated, cut to out_size) with its password replaced by "***": the
+ * one between "user:" and "@" (the user information ends at the first '@' before any '/', as
+ * libpq reads it), and password=... among its query parameters. Text without "://" is copied. */
+void sb_redact_url(const char *url, char *out, size_t out_size);
+/* Replaces every occurrence of secret (when not NULL or empty) in the NUL-terminated msg, an
+ * array of msg_size bytes, with "***", cut to fit (a cut never leaves part of the secret). */
+void sb_redact_secret(char *msg, size_t msg_size, const char *secret);
 
 #ifdef __cplusplus
 }

@@ -41,8 +41,10 @@ struct sb__exchange {
     struct sb_privacy_restorer text_r;  /* the text stream's */
     struct sb_privacy_restorer *tool_r; /* per tool-call index, in the arena */
     size_t n_tool_r;
-    struct sb_buf restored; /* a restored delta, while its event is rendered */
+    struct sb_buf restored;   /* a restored delta, while its event is rendered */
+    struct sb_buf completion; /* the text the client was sent, when content logging is on */
     struct sb__meter meter;
+    struct sb__quota quota; /* the caller's key, rate-limit ticket and budget hold (quota.c) */
     const struct sb__meter_series *series; /* the served (model, backend)'s, from START */
     size_t asked, served;                  /* model indexes; sb__server_n_models() = none */
     char served_model[128];                /* START's model name, cut to fit */
@@ -78,6 +80,7 @@ static void exchange_free(struct sb__exchange *x)
         codec->render_deinit(x->render);
     sb_buf_free(&x->out);
     sb_buf_free(&x->restored);
+    sb_buf_free(&x->completion);
     /* After on_done: the chain's call is over (it calls on_done last). */
     if (x->chain != NULL)
         sb_backend_free(x->chain);
@@ -100,7 +103,11 @@ static void exchange_meter(struct sb__exchange *x)
         x->event_t0 = now;
     }
     x->meter.status = x->status;
-    sb__meter_record(x->loop->server, &x->meter, x->asked, x->served);
+    if (x->meter.content)
+        x->meter.completion = sb_buf_view(&x->completion);
+    int64_t cost = sb__meter_record(x->loop->server, &x->meter, x->asked, x->served);
+    /* What the request really used replaces what its admission assumed. */
+    sb__quota_settle(x->loop->server, &x->quota, &x->meter, cost);
 }
 
 /* Both sides are finished: meter and log the request, unlink and free it. */
@@ -370,9 +377,22 @@ static void note_start(struct sb__exchange *x, const struct sb_event *ev)
                  !sb_route_is_local(s->router, x->served);
 }
 
+/* With content logging on: the text as the client gets it (restored), up to the buffer's
+ * maximum. */
+static void keep_text(struct sb__exchange *x, const struct sb_event *ev)
+{
+    struct sb_buf *b = &x->completion;
+    if (!x->meter.content || ev->type != SB_EV_TEXT)
+        return;
+    size_t n = SB_MIN(ev->text.text.len, b->max - b->len);
+    if (n > 0)
+        sb_buf_append(b, ev->text.text.p, n); /* out of memory: the text stays short */
+}
+
 /* Hands one event to the client's side; true when the call must be cancelled. */
 static bool deliver(struct sb__exchange *x, const struct sb_event *ev)
 {
+    keep_text(x, ev);
     return x->req.stream ? on_stream_event(x, ev) : on_whole_event(x, ev);
 }
 
@@ -570,6 +590,66 @@ static void format_pii_counts(const struct sb_privacy *p, const struct sb_pii_co
     out[len] = '\0';
 }
 
+/* The key's sensitivity scope, its rate limits and the budgets, for the decided chain, which a
+ * budget may cut down to its local members (the route header then says so). */
+static int admit_decided(struct sb__exchange *x, struct evhttp_request *ev,
+                         struct sb_api_error *err)
+{
+    const struct sb_server *s = x->loop->server;
+    size_t n = x->decision.n_chain;
+    int rc = sb__quota_check_sensitivity(s, &x->quota, x->decision.sensitivity, &x->meter, err);
+
+    if (rc == 0)
+        rc = sb__quota_admit(s, &x->quota, &x->req, x->decision.chain, &n, ev, &x->meter, err);
+    if (rc == 0 && n != x->decision.n_chain) {
+        size_t len = strlen(x->decision.reason);
+        x->decision.n_chain = n;
+        snprintf(x->decision.reason + len, sizeof(x->decision.reason) - len,
+                 "; over budget -> local only");
+    }
+    return rc;
+}
+
+/* The same when routing is off: the label is the sensitivity, and the chain is the model's own
+ * (itself and its fallbacks), replaced by a chain of its local members when a budget says so. */
+static int admit_unrouted(struct sb__exchange *x, struct evhttp_request *ev,
+                          struct sb_api_error *err)
+{
+    const struct sb_server *s = x->loop->server;
+    uint32_t chain[SB_ROUTE_MAX_CHAIN];
+    size_t n, n0;
+    int rc;
+
+    if (x->quota.keyed && x->quota.key.max_sensitivity != SB_SENSITIVITY_UNSET) {
+        const char *hdr =
+            evhttp_find_header(evhttp_request_get_input_headers(ev), "x-switchboard-sensitivity");
+        enum sb_sensitivity label;
+        const char *bad = NULL;
+        rc = sb_route_request_sensitivity(&x->req, sb_str_c(hdr != NULL ? hdr : ""), &label, &bad);
+        if (rc != 0) {
+            sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 400);
+            return sb_api_fail(err, 400, "invalid_request_error", "invalid_sensitivity", NULL,
+                               "Unknown sensitivity in %s: use low, medium or high.",
+                               bad != NULL ? bad : "the request");
+        }
+        rc = sb__quota_check_sensitivity(s, &x->quota, label, &x->meter, err);
+        if (rc != 0)
+            return rc;
+    }
+    n = n0 = s->budget != NULL ? sb__quota_model_chain(s, x->asked, chain) : 0;
+    rc = sb__quota_admit(s, &x->quota, &x->req, chain, &n, ev, &x->meter, err);
+    if (rc != 0 || n == n0)
+        return rc;
+    rc = sb__quota_build_chain(s, x->asked, chain, n, &x->chain);
+    if (rc != 0) {
+        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 500);
+        return sb_api_fail(err, 500, "server_error", NULL, NULL,
+                           "The server could not build the local chain: %s.", sb_strerror(rc));
+    }
+    x->backend = x->chain;
+    return 0;
+}
+
 /* Routes the parsed request (route/route.h's order): scan, inputs, decision, pseudonymized copy
  * for the cloud members, and the chain that serves it, which becomes x->backend. Nothing happens
  * without a router. Fills err and returns a negative code when the request is refused. */
@@ -602,11 +682,13 @@ static int exchange_route(struct sb__exchange *x, struct evhttp_request *ev,
                            bad != NULL ? bad : "the request");
     }
     in.model = sb_str_c(cfg->models[x->asked].name); /* Ollama's "name:latest" is "name" */
+    sb__quota_route_input(s, &x->quota, &in);
     rc = sb_route_decide(s->router, &in, &x->decision);
     x->routed = rc == 0 || rc == SB_EDENIED;
     if (x->routed) {
         x->meter.rule = x->decision.rule;
         x->meter.sensitivity = sb_route_sensitivity_name(x->decision.sensitivity);
+        x->meter.reason = x->decision.reason;
     }
     if (rc == SB_EDENIED) {
         sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 403);
@@ -620,6 +702,9 @@ static int exchange_route(struct sb__exchange *x, struct evhttp_request *ev,
         return sb_api_fail(err, 500, "server_error", NULL, NULL, "Routing failed: %s (%s).",
                            sb_strerror(rc), x->decision.reason);
     }
+    rc = admit_decided(x, ev, err);
+    if (rc != 0)
+        return rc;
     if (x->decision.pseudonymize && x->pii.total > 0) {
         /* A copy that fails must not be sent: the request fails instead. */
         rc = sb_privacy_pseudonymize(s->privacy, x->loop->scratch, &x->req, x->arena, &x->pseudo,
@@ -670,6 +755,12 @@ static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
         return sb_api_fail(err, 413, "invalid_request_error", "request_too_large", NULL,
                            "The request body could not be held in memory.");
     }
+    if (x->meter.content)
+        x->meter.prompt_json = (struct sb_str){body, len};
+    /* Who is calling comes first: a caller without a valid key learns nothing about the body. */
+    rc = sb__quota_authenticate(s, ev, &x->quota, &x->meter, err);
+    if (rc != 0)
+        return rc;
     /* In case a parse fails without saying why. */
     sb_api_fail(err, 400, "invalid_request_error", NULL, NULL, "The request body is invalid.");
     rc = codec->parse(x->route->kind, x->arena, (struct sb_str){body, len}, &x->req, err);
@@ -688,7 +779,9 @@ static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
     }
     x->backend = s->backends[x->asked];
     x->model = s->cfg->models[x->asked].name;
-    rc = exchange_route(x, ev, err);
+    rc = sb__quota_check_model(s, &x->quota, x->model, &x->meter, err);
+    if (rc == 0)
+        rc = s->router != NULL ? exchange_route(x, ev, err) : admit_unrouted(x, ev, err);
     if (rc != 0)
         return rc;
     x->render = sb_arena_alloc(x->arena, codec->render_size ? codec->render_size : 1);
@@ -739,6 +832,8 @@ void sb__exchange_start(struct sb__req *r)
     memcpy(x->id, r->id, sizeof(x->id));
     sb_buf_init(&x->out, SB__MAX_RESPONSE_BYTES);
     sb_buf_init(&x->restored, SB__MAX_RESPONSE_BYTES);
+    sb_buf_init(&x->completion, SB_LEDGER_CONTENT_MAX);
+    x->meter.content = sb_ledger_content_logging(s->ledger);
     x->asked = x->served = sb__server_n_models(s);
     x->meter.request_id = x->id;
     x->meter.api = x->route->codec->api;

@@ -12,6 +12,9 @@ struct sb_pricing; /* report/pricing.h */
 struct sb_router;  /* route/route.h */
 struct sb_privacy; /* privacy/privacy.h */
 struct sb_resil;   /* resil/resil.h */
+struct sb_auth;    /* auth/auth.h */
+struct sb_budget;  /* budget/budget.h */
+struct sb_alerts;  /* alert/alert.h */
 
 /* Binds the listener from cfg->listen. backends[i] serves cfg->models[i]; both arrays are
  * borrowed and must outlive the server. Returns 0 and *out, or a negative code with a message in
@@ -26,6 +29,9 @@ void sb_server_set_ledger(struct sb_server *s, struct sb_ledger *ledger);
  * must outlive the server). NULL, the default, uses the bundled table alone (sb_price_lookup);
  * local models are never priced here. Call before sb_server_run. */
 void sb_server_set_pricing(struct sb_server *s, const struct sb_pricing *pricing);
+/* Every priced request's cost is fed to alerts' spend-spike detector (borrowed: it must outlive
+ * the server). NULL, the default, watches nothing. Call before sb_server_run. */
+void sb_server_set_alerts(struct sb_server *s, struct sb_alerts *alerts);
 /* Routes every model request by policy (route/route.h: the call order) through router, scanning
  * it for PII with privacy (may be NULL: nothing is detected) and taking each model's breaker from
  * resil (may be NULL). All borrowed: they must outlive the server. Without this call (router
@@ -33,6 +39,13 @@ void sb_server_set_pricing(struct sb_server *s, const struct sb_pricing *pricing
  * SB_ENOMEM (the loop's scan scratch), and nothing is set. */
 int sb_server_set_routing(struct sb_server *s, const struct sb_router *router,
                           const struct sb_privacy *privacy, struct sb_resil *resil);
+/* API keys, rate limits and budgets (docs/keys-and-budgets.md): auth (NULL = keys off) identifies
+ * the caller of every model request and holds its rate limiter; budget (NULL = none) reserves
+ * each request's worst-case cost before it is sent. router and resil (may be NULL) build the
+ * chain of local members a request over budget is downgraded to when routing is off. All
+ * borrowed: they must outlive the server. Call before sb_server_run. */
+void sb_server_set_quota(struct sb_server *s, struct sb_auth *auth, struct sb_budget *budget,
+                         const struct sb_router *router, struct sb_resil *resil);
 /* The port actually bound (useful when the config asked for port 0). */
 int sb_server_port(const struct sb_server *s);
 /* Runs the loop until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish

@@ -11,6 +11,8 @@
 #include <stdatomic.h>
 
 #include "api/api.h"
+#include "auth/auth.h"
+#include "budget/budget.h"
 #include "http/http.h"
 #include "ledger/ledger.h"
 #include "metrics/metrics.h"
@@ -58,6 +60,7 @@ struct sb__exchange;
 struct sb__route;
 struct sb__meter_series;
 struct sb__linger;
+struct sb_ui; /* ui/ui.h */
 
 /* ---------------------------------------------------------------------------------------------
  * Server and loops
@@ -100,16 +103,28 @@ struct sb_server {
     int port;
     struct sb_ledger *ledger;         /* borrowed (sb_server_set_ledger); NULL = no ledger */
     const struct sb_pricing *pricing; /* borrowed (sb_server_set_pricing); NULL = bundled table */
+    struct sb_alerts *alerts;         /* borrowed (sb_server_set_alerts); NULL = no alerts */
     /* Borrowed (sb_server_set_routing); router NULL = requests go to backends[i] as they are. */
     const struct sb_router *router;
     const struct sb_privacy *privacy; /* NULL = no PII scan */
     struct sb_resil *resil;           /* breakers for routed chains; NULL = none */
+    /* Keys, rate limits and budgets (sb_server_set_quota; quota.c), borrowed. auth NULL = keys off;
+     * budget NULL = no budgets. quota_router and quota_resil build the chain of free members a
+     * request is downgraded to when routing is off. */
+    struct sb_auth *auth;
+    struct sb_budget *budget;
+    const struct sb_router *quota_router;
+    struct sb_resil *quota_resil;
     /* Metric handles per (model asked, backend that served), made on first use: index
      * asked * n_meter_side + served, where n_meter_side - 1 stands for "none" (an unknown model,
      * no backend reached). Owned, with what each entry points to. */
     _Atomic(struct sb__meter_series *) *meter_series;
     size_t n_meter_side;
     struct sb_metric_series *m_overhead; /* switchboard_gateway_overhead_seconds */
+    /* The dashboard (ui.c): owned; NULL when the config turns it off. */
+    struct sb_ui *ui;
+    int64_t started_ms; /* Unix milliseconds, for its uptime */
+    char instance[256]; /* the host name, for its header */
 };
 
 /* Stops the loop if the server is stopping and nothing is left in flight. Loop thread. */
@@ -327,6 +342,8 @@ struct sb__meter {
     const char *backend; /* the configured model that served (START's backend), or NULL */
     const char *tried;   /* the configured model whose backend was started, or NULL */
     const char *served_model; /* START's model (as the provider names it), or NULL */
+    const char *key_id;       /* the API key's id (never the key), or NULL; quota.c's */
+    const char *team;         /* its team, or NULL */
     bool streamed;
     int status; /* the HTTP status sent to the client (499: the client left first) */
     /* When. */
@@ -342,9 +359,13 @@ struct sb__meter {
     const char *rule;
     const char *sensitivity;
     char pii_counts[128];
+    const char *reason; /* the decision's one-line explanation; NULL = not routed */
     /* What the events said. */
     bool have_start;
-    int32_t attempts;  /* START's; 0 without a START */
+    int32_t attempts; /* START's; 0 without a START */
+    /* The chain's members tried, comma-separated (START's, or the final ERROR's when none
+     * served); "" when no chain said (backend or tried stands in). */
+    char backends_tried[256];
     uint32_t queue_ms; /* START's */
     bool have_usage;
     struct sb_usage usage;
@@ -352,6 +373,11 @@ struct sb__meter {
     enum sb__origin fail_origin;
     int fail_code;   /* SB_E* */
     int fail_status; /* the status the failure asked for */
+    /* Content logging (ledger.content_logging), only when on: the request body and the text the
+     * client was sent, borrowed from the exchange; content false = no text is carried. */
+    bool content;
+    struct sb_str prompt_json;
+    struct sb_str completion;
 };
 
 /* Notes one event seen at now: START's attempts and queue time, the first and latest output
@@ -368,7 +394,8 @@ void sb__meter_fail(struct sb__meter *m, enum sb__origin origin, int code, int f
  * arrives). */
 double sb__meter_tokens_per_s(const struct sb__meter *m);
 
-/* Fills row from m (a meter holds no prompt or completion text, so neither can reach the row).
+/* Fills row from m (a row holds no prompt or completion text; the meter's, when content logging
+ * is on, goes to the ledger beside the row, in sb__meter_record).
  * ts_ms is the arrival in Unix milliseconds; latency runs to t_end (to now_ns when t_end is 0);
  * cost_microusd as sb__meter_cost gave it. */
 void sb__meter_row(const struct sb__meter *m, int64_t ts_ms, uint64_t now_ns, int64_t cost_microusd,
@@ -402,7 +429,75 @@ void sb__meter_deinit(struct sb_server *s);
 
 /* The request is over: prices it, records its row in the server's ledger and updates the metrics
  * (requests, duration, TTFT, tokens, tokens/s, cost and the gateway overhead). asked and served
- * are model indexes as for sb__meter_series. Loop thread. */
-void sb__meter_record(struct sb_server *s, const struct sb__meter *m, size_t asked, size_t served);
+ * are model indexes as for sb__meter_series. Returns the cost recorded (-1 = unpriced). Loop
+ * thread. */
+int64_t sb__meter_record(struct sb_server *s, const struct sb__meter *m, size_t asked,
+                         size_t served);
+
+/* ---------------------------------------------------------------------------------------------
+ * The dashboard (ui.c; docs/dashboard.md)
+ * ------------------------------------------------------------------------------------------- */
+/* Makes the server's dashboard state when cfg->ui.enabled (the ring of recent decisions, the
+ * start time, the host name). Returns 0 or SB_ENOMEM. */
+int sb__ui_init(struct sb_server *s);
+/* Frees it. */
+void sb__ui_deinit(struct sb_server *s);
+/* Adds a finished request to the ring: its ledger row's metadata and m's routing reason. Does
+ * nothing when the dashboard is off. Any thread. */
+void sb__ui_record(struct sb_server *s, const struct sb__meter *m, const struct sb_ledger_row *row);
+/* Handlers: the page and its files (GET, HEAD; ETag and If-None-Match), and the JSON summary.
+ * Both answer 404 when the dashboard is off. */
+void sb__ui_handle_asset(struct sb__req *r);
+void sb__ui_handle_summary(struct sb__req *r);
+
+/* ---------------------------------------------------------------------------------------------
+ * Keys, scopes, rate limits and budgets (quota.c; docs/keys-and-budgets.md). An exchange calls
+ * these in order: authenticate (before the body is parsed: 401), check_model (403), route_input
+ * (fills the policy's key, team and budget), check_sensitivity (403), admit (rate limit and
+ * budget reservation: 429, or a downgrade to the chain's free members), and settle once when the
+ * request is metered. Each refusal fills err in OpenAI's vocabulary (the codec renders it in the
+ * caller's shape), notes the failure in the meter, counts it in switchboard_refused_total and
+ * returns a negative code. Loop thread.
+ * ------------------------------------------------------------------------------------------- */
+/* One request's standing. Zero-initialized = anonymous, nothing held. */
+struct sb__quota {
+    bool keyed;                 /* key holds the caller's key */
+    struct sb_auth_key key;     /* copied from the snapshot at authentication */
+    struct sb_rate_ticket rate; /* what the rate limiter admitted */
+    struct sb_budget_hold hold; /* what the budgets reserved */
+    bool downgraded;            /* a budget sent it to the free members of its chain */
+};
+
+int sb__quota_authenticate(const struct sb_server *s, struct evhttp_request *ev,
+                           struct sb__quota *q, struct sb__meter *m, struct sb_api_error *err);
+int sb__quota_check_model(const struct sb_server *s, const struct sb__quota *q, const char *model,
+                          struct sb__meter *m, struct sb_api_error *err);
+/* Fills in's key, team and remaining budget (has_budget false when none applies). */
+void sb__quota_route_input(const struct sb_server *s, const struct sb__quota *q,
+                           struct sb_route_input *in);
+/* sensitivity: the request's effective one (the decision's, or the label when not routed). */
+int sb__quota_check_sensitivity(const struct sb_server *s, const struct sb__quota *q,
+                                enum sb_sensitivity sensitivity, struct sb__meter *m,
+                                struct sb_api_error *err);
+/* Admits req, whose chain is cfg->models[chain[0, *n)], against q's rate limits and every budget
+ * that applies, reserving the chain's worst-case cost. When a budget refuses: a chain that starts
+ * with a free member keeps its free members only (*n shrinks; the request is served as asked,
+ * without its priced fallbacks); otherwise, with on_limit local, the same happens and
+ * q->downgraded is set; 429 (with Retry-After on ev) when no free member is left or on_limit is
+ * deny. */
+int sb__quota_admit(const struct sb_server *s, struct sb__quota *q, const struct sb_request *req,
+                    uint32_t *chain, size_t *n, struct evhttp_request *ev, struct sb__meter *m,
+                    struct sb_api_error *err);
+/* The chain a request for model asked is served by when routing is off: the model, then its
+ * fallbacks depth-first (resil's order). Returns the count (at most SB_ROUTE_MAX_CHAIN). */
+size_t sb__quota_model_chain(const struct sb_server *s, size_t asked, uint32_t *chain);
+/* A chain of cfg->models[chain[0, n)] built as routed chains are (breakers, retries), for a
+ * downgraded request when routing is off. Returns 0 and *out, or a negative code. */
+int sb__quota_build_chain(const struct sb_server *s, size_t asked, const uint32_t *chain, size_t n,
+                          struct sb_backend **out);
+/* The request is over: the rate limiter learns its tokens (m's usage) and the budgets its cost
+ * (-1 = unpriced: nothing). Releases what q holds; safe to call with nothing held. */
+void sb__quota_settle(const struct sb_server *s, struct sb__quota *q, const struct sb__meter *m,
+                      int64_t cost_microusd);
 
 #endif

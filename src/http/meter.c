@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "alert/alert.h"
 #include "http/internal.h"
 #include "report/pricing.h"
 
@@ -41,6 +42,8 @@ static const struct class_row classes[] = {
     {SB__ORIGIN_NONE,     SB_ECANCELED,    0,   0,   "canceled"},       /* the server stopped it */
     {SB__ORIGIN_NONE,     SB_ESTATE,       0,   0,   "unavailable"},    /* loading, failed load */
     {SB__ORIGIN_NONE,     SB_ENOMEM,       0,   0,   "out_of_memory"},
+    {SB__ORIGIN_GATEWAY,  SB_EDENIED,      401, 401, "unauthorized"},   /* no valid API key */
+    {SB__ORIGIN_GATEWAY,  SB_EDENIED,      429, 429, "over_budget"},    /* a budget refused it */
     {SB__ORIGIN_NONE,     SB_EDENIED,      0,   0,   "denied"},         /* a policy refused it */
     {SB__ORIGIN_NONE,     SB_EUNSUPPORTED, 0,   0,   "unsupported"},    /* a feature not served */
     {SB__ORIGIN_GATEWAY,  SB_ENOTFOUND,    0,   0,   "model_not_found"},
@@ -92,6 +95,8 @@ bool sb__meter_event(struct sb__meter *m, const struct sb_event *ev, uint64_t no
         m->have_start = true;
         m->attempts = ev->start.attempts;
         m->queue_ms = ev->start.queue_ms;
+        if (ev->start.tried.len > 0)
+            sb_ledger_copy(m->backends_tried, sizeof(m->backends_tried), ev->start.tried);
         break;
     case SB_EV_TEXT:
     case SB_EV_TOOL_CALL:
@@ -109,6 +114,8 @@ bool sb__meter_event(struct sb__meter *m, const struct sb_event *ev, uint64_t no
         break;
     case SB_EV_ERROR:
         sb__meter_fail(m, SB__ORIGIN_BACKEND, ev->error.code, ev->error.http_status);
+        if (ev->error.tried.len > 0)
+            sb_ledger_copy(m->backends_tried, sizeof(m->backends_tried), ev->error.tried);
         break;
     case SB_EV_EMBEDDING:
     case SB_EV_FINISH: break;
@@ -146,11 +153,13 @@ void sb__meter_row(const struct sb__meter *m, int64_t ts_ms, uint64_t now_ns, in
     memset(row, 0, sizeof(*row));
     row->ts_ms = ts_ms;
     sb_ledger_copy(row->request_id, sizeof(row->request_id), sb_str_c(m->request_id));
+    sb_ledger_copy(row->key_id, sizeof(row->key_id), sb_str_c(m->key_id));
+    sb_ledger_copy(row->team, sizeof(row->team), sb_str_c(m->team));
     row->api = m->api;
     sb_ledger_copy(row->model, sizeof(row->model), m->model);
-    /* The chain reports only the member that served; what it skipped or failed over from is in
-     * attempts and in switchboard_fallbacks_total. */
-    sb_ledger_copy(row->backends_tried, sizeof(row->backends_tried), sb_str_c(tried));
+    /* A chain lists every member it started; without one, the backend started is all we know. */
+    sb_ledger_copy(row->backends_tried, sizeof(row->backends_tried),
+                   m->backends_tried[0] != '\0' ? sb_str_c(m->backends_tried) : sb_str_c(tried));
     sb_ledger_copy(row->backend, sizeof(row->backend), sb_str_c(m->backend));
     sb_ledger_copy(
         row->error_class, sizeof(row->error_class),
@@ -165,6 +174,7 @@ void sb__meter_row(const struct sb__meter *m, int64_t ts_ms, uint64_t now_ns, in
     if (m->have_usage) {
         row->prompt_tokens = m->usage.prompt_tokens;
         row->cached_prompt_tokens = m->usage.cached_prompt_tokens;
+        row->cache_write_tokens = m->usage.cache_write_tokens;
         row->completion_tokens = m->usage.completion_tokens;
     }
     row->queue_ms = m->have_start ? (double)m->queue_ms : -1;
@@ -329,7 +339,8 @@ static int64_t request_cost(const struct sb_server *s, const struct sb__meter *m
                           SB_ARRAY_LEN(names), m->have_usage ? &m->usage : NULL);
 }
 
-void sb__meter_record(struct sb_server *s, const struct sb__meter *m, size_t asked, size_t served)
+int64_t sb__meter_record(struct sb_server *s, const struct sb__meter *m, size_t asked,
+                         size_t served)
 {
     uint64_t now = sb_now_ns();
     const struct sb__meter_series *ms = sb__meter_series(s, asked, served);
@@ -339,7 +350,13 @@ void sb__meter_record(struct sb_server *s, const struct sb__meter *m, size_t ask
 
     sb__meter_row(m, unix_ms_of(m->t0, now), now, request_cost(s, m, asked, served), &row);
     /* A full queue drops the row; the ledger counts and logs that itself. */
-    sb_ledger_record(s->ledger, &row);
+    if (m->content)
+        sb_ledger_record_content(s->ledger, &row, m->prompt_json, m->completion);
+    else
+        sb_ledger_record(s->ledger, &row);
+    sb__ui_record(s, m, &row); /* the dashboard's recent decisions */
+    /* Unpriced (-1) and free requests are ignored there. */
+    sb_alert_spend(s->alerts, (int64_t)(now / 1000000u), row.cost_microusd);
 
     snprintf(status, sizeof(status), "%d", m->status);
     const char *const labels[] = {model_label(s, asked), model_label(s, served), status};
@@ -367,4 +384,5 @@ void sb__meter_record(struct sb_server *s, const struct sb__meter *m, size_t ask
         before_start = (m->t_end != 0 ? m->t_end : now) - m->t0;
     overhead = before_start + m->handling_ns + (sb_now_ns() - now);
     sb_metrics_observe(s->m_overhead, (double)overhead / 1e9);
+    return row.cost_microusd;
 }

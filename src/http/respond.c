@@ -96,7 +96,8 @@ static bool send_buffer(struct sb__loop *loop, struct sb__conn *conn, struct evh
         return false;
     h = evhttp_request_get_output_headers(ev);
     evhttp_add_header(h, "Content-Type", content_type);
-    if (status == 429)
+    /* A refusal that knows when to retry (a rate limit, a budget) has set its own. */
+    if (status == 429 && evhttp_find_header(h, "Retry-After") == NULL)
         evhttp_add_header(h, "Retry-After", "1");
     sb__add_std_headers(loop, ev, req_id, model);
     /* libevent 2.1 writes a HEAD response's body, without its length: the body would be read as

@@ -64,6 +64,20 @@ const struct sb__route sb__routes[] = {
     {EVHTTP_REQ_POST, "/apply-template", &sb_openai_codec, SB_REQ_CHAT, handle_apply_template,
      "llama-server compatible: {\"model\",\"messages\"} -> {\"prompt\"}, the chat template "
      "applied"},
+    /* The dashboard (docs/dashboard.md): one entry per file of ui/ (src/ui/assets.c). */
+    {EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/ui", &sb_openai_codec, SB_REQ_CHAT, sb__ui_handle_asset,
+     "the dashboard: live request rate, TTFT, latency, cost, breakers, recent routing decisions"},
+    {EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/ui/", &sb_openai_codec, SB_REQ_CHAT, sb__ui_handle_asset,
+     "the dashboard, as /ui"},
+    {EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/ui/app.css", &sb_openai_codec, SB_REQ_CHAT,
+     sb__ui_handle_asset, "the dashboard's style sheet"},
+    {EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/ui/app.js", &sb_openai_codec, SB_REQ_CHAT,
+     sb__ui_handle_asset, "the dashboard's script"},
+    {EVHTTP_REQ_GET | EVHTTP_REQ_HEAD, "/ui/favicon.svg", &sb_openai_codec, SB_REQ_CHAT,
+     sb__ui_handle_asset, "the dashboard's icon"},
+    {EVHTTP_REQ_GET, "/ui/api/summary", &sb_openai_codec, SB_REQ_CHAT, sb__ui_handle_summary,
+     "the dashboard's data: totals, per-backend and per-model counts, percentiles, breakers and "
+     "recent routing decisions, as JSON"},
 };
 const size_t sb__n_routes = SB_ARRAY_LEN(sb__routes);
 

@@ -726,6 +726,8 @@ int sb_server_new(const struct sb_config *cfg, struct sb_backend **backends, siz
                "listen.io_threads is %d, but this build serves from one I/O thread",
                cfg->listen.io_threads);
     rc = sb__meter_init(s);
+    if (rc == 0)
+        rc = sb__ui_init(s);
     if (rc != 0) {
         snprintf(err, err_size, "out of memory");
         goto fail;
@@ -763,6 +765,11 @@ void sb_server_set_ledger(struct sb_server *s, struct sb_ledger *ledger)
 void sb_server_set_pricing(struct sb_server *s, const struct sb_pricing *pricing)
 {
     s->pricing = pricing;
+}
+
+void sb_server_set_alerts(struct sb_server *s, struct sb_alerts *alerts)
+{
+    s->alerts = alerts;
 }
 
 int sb_server_set_routing(struct sb_server *s, const struct sb_router *router,
@@ -835,6 +842,7 @@ void sb_server_free(struct sb_server *s)
     if (leak)
         return;
     sb__meter_deinit(s);
+    sb__ui_deinit(s);
     sb_privacy_scratch_free(loop->scratch);
     sb_upstream_free(loop->upstream);
     if (loop->base != NULL)

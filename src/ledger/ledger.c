@@ -1,6 +1,6 @@
 /* The ledger's front half: the bounded queue I/O threads record into, and the writer thread that
  * drains it in group commits, runs retention and answers flushes. Store-specific code lives in
- * sqlite.c (and later pg.c) behind struct sb__ledger_store_ops.
+ * sqlite.c and pg.c behind struct sb__ledger_store_ops.
  *
  * The queue is a ring of rows under one mutex. Recording copies a row (about 1 KiB) into a free
  * slot under the lock and signals the writer only when the queue was empty or crosses half full,
@@ -63,6 +63,7 @@ static const struct sb__ledger_column columns[] = {
     COL("error_class", SB__COL_TEXT, error_class),
     COL("prompt_tokens", SB__COL_INT64, prompt_tokens),
     COL("cached_prompt_tokens", SB__COL_INT64, cached_prompt_tokens),
+    COL("cache_write_tokens", SB__COL_INT64, cache_write_tokens),
     COL("completion_tokens", SB__COL_INT64, completion_tokens),
     COL("queue_ms", SB__COL_REAL_OPT, queue_ms),
     COL("ttft_ms", SB__COL_REAL_OPT, ttft_ms),
@@ -114,12 +115,112 @@ void sb_ledger_copy(char *dst, size_t dst_size, struct sb_str src)
  * ------------------------------------------------------------------------------------------- */
 static const struct {
     const char *prefix;
-    const struct sb__ledger_store_ops *ops; /* NULL: known, but not in this build */
+    const struct sb__ledger_store_ops *ops;
 } stores[] = {
-    {"postgres://", NULL},
-    {"postgresql://", NULL},
+    {"postgres://", &sb__ledger_pg_ops},
+    {"postgresql://", &sb__ledger_pg_ops},
     {"", &sb__ledger_sqlite_ops}, /* anything else is a SQLite file */
 };
+
+const struct sb__ledger_store_ops *sb__ledger_store_for(const char *target)
+{
+    for (size_t i = 0; i < SB_ARRAY_LEN(stores); i++)
+        if (strncmp(target, stores[i].prefix, strlen(stores[i].prefix)) == 0)
+            return stores[i].ops;
+    return &sb__ledger_sqlite_ops; /* unreachable: "" matches everything */
+}
+
+void sb_ledger_display_name(const char *target, char *out, size_t out_size)
+{
+    sb_redact_url(target != NULL ? target : "", out, out_size);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Content
+ * ------------------------------------------------------------------------------------------- */
+/* Text waiting in the queue, all rows together; a row whose text would pass it is recorded
+ * without its text (counted in stats.content_dropped), so a burst of long prompts cannot take
+ * the memory of queue_size * SB_LEDGER_CONTENT_MAX. */
+#define CONTENT_QUEUE_MAX ((size_t)64 << 20)
+
+static const char replacement[] = "\xEF\xBF\xBD"; /* U+FFFD */
+
+size_t sb__ledger_utf8_char(const unsigned char *s, size_t n)
+{
+    /* By lead byte: the sequence's length, the bits it carries, the smallest value it may
+     * encode (shorter forms are overlong). */
+    static const struct {
+        unsigned char mask, lead;
+        size_t len;
+        uint32_t min;
+    } forms[] = {
+        {0xE0, 0xC0, 2, 0x80},
+        {0xF0, 0xE0, 3, 0x800},
+        {0xF8, 0xF0, 4, 0x10000},
+    };
+    if (s[0] != 0 && s[0] < 0x80)
+        return 1;
+    for (size_t f = 0; f < SB_ARRAY_LEN(forms); f++) {
+        if ((s[0] & forms[f].mask) != forms[f].lead)
+            continue;
+        size_t len = forms[f].len;
+        if (len > n)
+            return 0;
+        uint32_t cp = s[0] & (unsigned char)~forms[f].mask;
+        for (size_t i = 1; i < len; i++) {
+            if ((s[i] & 0xC0) != 0x80)
+                return 0;
+            cp = cp << 6 | (s[i] & 0x3Fu);
+        }
+        bool ok = cp >= forms[f].min && cp <= 0x10FFFF && (cp < 0xD800 || cp > 0xDFFF);
+        return ok ? len : 0;
+    }
+    return 0;
+}
+
+/* Copies src into dst (NULL: only measures) as valid UTF-8 without NUL bytes, each bad byte
+ * becoming U+FFFD, stopping before a character that would take the output past cap. Returns the
+ * output's length. */
+static size_t clean_utf8(char *dst, struct sb_str src, size_t cap)
+{
+    size_t out = 0;
+    const unsigned char *s = (const unsigned char *)src.p;
+    for (size_t i = 0; i < src.len;) {
+        size_t len = sb__ledger_utf8_char(s + i, src.len - i);
+        const char *piece = len > 0 ? (const char *)s + i : replacement;
+        size_t piece_len = len > 0 ? len : sizeof replacement - 1;
+        if (out + piece_len > cap)
+            break;
+        if (dst != NULL)
+            memcpy(dst + out, piece, piece_len);
+        out += piece_len;
+        i += len > 0 ? len : 1;
+    }
+    return out;
+}
+
+/* A content block for the texts, or NULL when out of memory. */
+static struct sb__ledger_content *content_new(struct sb_str prompt, struct sb_str completion)
+{
+    size_t np = clean_utf8(NULL, prompt, SB_LEDGER_CONTENT_MAX);
+    size_t nc = clean_utf8(NULL, completion, SB_LEDGER_CONTENT_MAX);
+    struct sb__ledger_content *c = malloc(sizeof *c + np + 1 + nc + 1);
+    if (c == NULL)
+        return NULL;
+    char *p = (char *)(c + 1);
+    char *q = p + np + 1;
+    clean_utf8(p, prompt, SB_LEDGER_CONTENT_MAX);
+    p[np] = '\0';
+    clean_utf8(q, completion, SB_LEDGER_CONTENT_MAX);
+    q[nc] = '\0';
+    *c = (struct sb__ledger_content){p, np, q, nc};
+    return c;
+}
+
+static size_t content_size(const struct sb__ledger_content *c)
+{
+    return c != NULL ? c->prompt_len + c->completion_len : 0;
+}
 
 /* ---------------------------------------------------------------------------------------------
  * The ledger
@@ -139,6 +240,7 @@ struct sb_ledger {
     struct sb__ledger_store *store;
     uint64_t interval_ns; /* commit_interval_ms */
     int64_t retention_ms; /* 0 = keep forever */
+    bool content_logging; /* content_logging */
     struct sb_metric_series *m_rows, *m_dropped, *m_failed;
 
     pthread_mutex_t lock;
@@ -150,8 +252,9 @@ struct sb_ledger {
 
     /* Under lock. The ring's queued rows are ring[head], ring[head+1], ... (mod cap), count of
      * them; the writer may be writing the first of them, which stay counted until it is done. */
-    struct sb_ledger_row *ring;
+    struct sb__ledger_item *ring;
     size_t cap, head, count;
+    size_t content_bytes; /* text held by queued rows */
     uint64_t flush_req;   /* flushes asked for */
     uint64_t flush_done;  /* flushes answered: every row queued before flush_done was asked for
                              is committed (or failed), and no retention pass is due */
@@ -162,7 +265,7 @@ struct sb_ledger {
     uint64_t drops_unlogged; /* drops since then */
 
     /* The writer's own. */
-    const struct sb_ledger_row **batch; /* cap pointers into ring */
+    const struct sb__ledger_item **batch; /* cap pointers into ring */
 };
 
 static int64_t unix_ms(void)
@@ -245,11 +348,19 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&l->lock);
 
         int rc = 0;
-        char err[256] = "";
+        char err[512] = "";
+        size_t text = 0;
         if (n > 0) {
             for (size_t i = 0; i < n; i++)
                 l->batch[i] = &l->ring[(start + i) % l->cap];
             rc = l->ops->write_batch(l->store, l->batch, n, err, sizeof err);
+            /* Written or lost, the text goes now; the slots go back below. */
+            for (size_t i = 0; i < n; i++) {
+                struct sb__ledger_item *it = &l->ring[(start + i) % l->cap];
+                text += content_size(it->content);
+                free(it->content);
+                it->content = NULL;
+            }
         }
         int64_t purged = 0;
         if (!stopping)
@@ -271,6 +382,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&l->lock);
         l->head = (l->head + n) % l->cap;
         l->count -= n;
+        l->content_bytes -= text;
         if (rc == 0 && n > 0) {
             l->stats.committed += n;
             l->stats.commits++;
@@ -325,6 +437,8 @@ static void ledger_free(struct sb_ledger *l)
         return;
     if (l->store != NULL)
         l->ops->close(l->store);
+    for (size_t i = 0; l->ring != NULL && i < l->cap; i++)
+        free(l->ring[i].content); /* none unless the writer never ran */
     if (l->sync_ready) {
         pthread_cond_destroy(&l->done);
         pthread_cond_destroy(&l->wake);
@@ -333,15 +447,6 @@ static void ledger_free(struct sb_ledger *l)
     free(l->batch);
     free(l->ring);
     free(l);
-}
-
-/* Returns the store that serves target, or NULL for one this build does not have. */
-static const struct sb__ledger_store_ops *store_for(const char *target)
-{
-    for (size_t i = 0; i < SB_ARRAY_LEN(stores); i++)
-        if (strncmp(target, stores[i].prefix, strlen(stores[i].prefix)) == 0)
-            return stores[i].ops;
-    return NULL;
 }
 
 int sb_ledger_open(const struct sb_ledger_config *cfg, struct sb_ledger **out, char *err,
@@ -363,14 +468,7 @@ int sb_ledger_open(const struct sb_ledger_config *cfg, struct sb_ledger **out, c
         rc = SB_EINVAL;
         goto fail;
     }
-    const struct sb__ledger_store_ops *ops = store_for(cfg->path);
-    if (ops == NULL) {
-        snprintf(why, sizeof why,
-                 "ledger: a PostgreSQL ledger is not supported by this build yet; set "
-                 "ledger.path to a SQLite file");
-        rc = SB_EUNSUPPORTED;
-        goto fail;
-    }
+    const struct sb__ledger_store_ops *ops = sb__ledger_store_for(cfg->path);
 
     rc = SB_ENOMEM;
     l = calloc(1, sizeof *l);
@@ -380,6 +478,7 @@ int sb_ledger_open(const struct sb_ledger_config *cfg, struct sb_ledger **out, c
     l->cap = cfg->queue_size;
     l->interval_ns = (uint64_t)cfg->commit_interval_ms * NS_PER_MS;
     l->retention_ms = (int64_t)cfg->retention_days * 24 * 3600 * 1000;
+    l->content_logging = cfg->content_logging;
     l->ring = calloc(l->cap, sizeof *l->ring);
     l->batch = calloc(l->cap, sizeof *l->batch);
     if (l->ring == NULL || l->batch == NULL || sync_init(l) != 0)
@@ -391,8 +490,8 @@ int sb_ledger_open(const struct sb_ledger_config *cfg, struct sb_ledger **out, c
         goto fail;
     if (cfg->content_logging)
         sb_log(SB_LOG_WARN, NULL,
-               "ledger.content_logging is on, but this build records no prompt or completion "
-               "text yet");
+               "ledger.content_logging is on: prompt and completion text is recorded in the "
+               "ledger's request_content table");
     l->m_rows = sb_metrics_series(SB_METRIC_LEDGER_ROWS, NULL);
     l->m_dropped = sb_metrics_series(SB_METRIC_LEDGER_DROPPED, NULL);
     l->m_failed = sb_metrics_series(SB_METRIC_LEDGER_WRITE_FAILED, NULL);
@@ -422,14 +521,16 @@ fail:
     return rc;
 }
 
-int sb_ledger_record(struct sb_ledger *l, const struct sb_ledger_row *row)
+/* Queues row with content (taken over: freed here when the row is not queued, or when too much
+ * text is waiting, in which case the row goes without it). */
+static int enqueue(struct sb_ledger *l, const struct sb_ledger_row *row,
+                   struct sb__ledger_content *content)
 {
-    if (l == NULL)
-        return 0;
     /* The clock is read outside the lock. */
     int64_t now_ms = row->ts_ms == 0 ? unix_ms() : row->ts_ms;
     uint64_t log_drops = 0;
     int rc = 0;
+    size_t text = content_size(content);
 
     pthread_mutex_lock(&l->lock);
     if (l->count == l->cap) {
@@ -443,9 +544,17 @@ int sb_ledger_record(struct sb_ledger *l, const struct sb_ledger_row *row)
         }
         rc = SB_EFULL;
     } else {
-        struct sb_ledger_row *slot = &l->ring[(l->head + l->count) % l->cap];
-        *slot = *row;
-        slot->ts_ms = now_ms;
+        struct sb__ledger_item *slot = &l->ring[(l->head + l->count) % l->cap];
+        slot->row = *row;
+        slot->row.ts_ms = now_ms;
+        slot->content = NULL;
+        if (content != NULL && l->content_bytes + text <= CONTENT_QUEUE_MAX) {
+            slot->content = content;
+            content = NULL;
+            l->content_bytes += text;
+        } else if (content != NULL) {
+            l->stats.content_dropped++;
+        }
         l->count++;
         l->stats.recorded++;
         /* Wake an idle writer on the first row, and a gathering one once the queue is half full;
@@ -454,6 +563,7 @@ int sb_ledger_record(struct sb_ledger *l, const struct sb_ledger_row *row)
             pthread_cond_signal(&l->wake);
     }
     pthread_mutex_unlock(&l->lock);
+    free(content); /* not queued: no room for the row, or for its text */
 
     if (rc == SB_EFULL) {
         sb_metrics_add(l->m_dropped, 1);
@@ -464,6 +574,34 @@ int sb_ledger_record(struct sb_ledger *l, const struct sb_ledger_row *row)
                    l->cap, (unsigned long long)log_drops);
     }
     return rc;
+}
+
+int sb_ledger_record(struct sb_ledger *l, const struct sb_ledger_row *row)
+{
+    if (l == NULL)
+        return 0;
+    return enqueue(l, row, NULL);
+}
+
+bool sb_ledger_content_logging(const struct sb_ledger *l)
+{
+    return l != NULL && l->content_logging;
+}
+
+int sb_ledger_record_content(struct sb_ledger *l, const struct sb_ledger_row *row,
+                             struct sb_str prompt_json, struct sb_str completion)
+{
+    if (l == NULL)
+        return 0;
+    if (!l->content_logging)
+        return enqueue(l, row, NULL);
+    struct sb__ledger_content *c = content_new(prompt_json, completion);
+    if (c == NULL) {
+        pthread_mutex_lock(&l->lock);
+        l->stats.content_dropped++;
+        pthread_mutex_unlock(&l->lock);
+    }
+    return enqueue(l, row, c);
 }
 
 int sb_ledger_flush(struct sb_ledger *l)
@@ -488,6 +626,9 @@ int sb_ledger_close(struct sb_ledger *l)
     int rc = 0;
     if (l->writer_started) {
         pthread_mutex_lock(&l->lock);
+        /* Earlier failures were logged and counted when they happened; the result is about the
+         * rows still queued now. */
+        l->failed_seen = l->stats.failed;
         l->stop = true;
         pthread_cond_signal(&l->wake);
         pthread_mutex_unlock(&l->lock);

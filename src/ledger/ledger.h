@@ -1,5 +1,5 @@
 /* The request ledger: one flat row per request, handed over by I/O threads without waiting and
- * written by a writer thread in group commits to SQLite (PostgreSQL later, behind the same API). */
+ * written by a writer thread in group commits to SQLite or PostgreSQL, behind the same API. */
 #ifndef SB_LEDGER_H
 #define SB_LEDGER_H
 
@@ -35,6 +35,7 @@ struct sb_ledger_row {
     int32_t attempts;      /* backend attempts made, retries and fallbacks included */
     int64_t prompt_tokens; /* all prompt tokens, cached ones included (as struct sb_usage) */
     int64_t cached_prompt_tokens; /* of prompt_tokens, those served from a cache */
+    int64_t cache_write_tokens;   /* of prompt_tokens, those written to a provider's cache */
     int64_t completion_tokens;
     double queue_ms;       /* time waiting for a slot; < 0 = not measured (stored as NULL) */
     double ttft_ms;        /* time to the first token; < 0 = none (errors, embeddings) */
@@ -57,14 +58,16 @@ const char *sb_ledger_api_name(enum sb_api api);
 struct sb_ledger;
 
 /* Opens (creating and migrating as needed) the ledger cfg describes and starts its writer thread.
- * cfg is read during the call only. On success returns 0 and *out is the ledger, which the caller
- * closes with sb_ledger_close; when cfg->path is "" the ledger is disabled: 0 and *out = NULL, and
- * every function below accepts NULL and does nothing. On failure *out is NULL, err (when not NULL)
- * receives one line saying what failed, where and what to do, and the result is:
- *   SB_EIO          the database cannot be opened, made WAL, or migrated (a folder that does not
- *                   exist, no permission, a file that is not a database, a newer schema);
- *   SB_EUNSUPPORTED a store this build cannot use (a postgres:// URL, for now);
- *   SB_EINVAL       a cfg value out of range; SB_ENOMEM. */
+ * cfg->path is a SQLite file, or a postgres:// or postgresql:// URL (libpq's form, e.g.
+ * postgres://user:password@host:5432/db?sslmode=require). cfg is read during the call only. On
+ * success returns 0 and *out is the ledger, which the caller closes with sb_ledger_close; when
+ * cfg->path is "" the ledger is disabled: 0 and *out = NULL, and every function below accepts
+ * NULL and does nothing. On failure *out is NULL, err (when not NULL) receives one line saying
+ * what failed, where and what to do (a URL's password never appears in it), and the result is:
+ *   SB_EIO          the database cannot be opened, made WAL, reached, or migrated (a folder that
+ *                   does not exist, no permission, a file that is not a database, a server that
+ *                   refuses the connection or the password, a newer schema);
+ *   SB_EINVAL       a cfg value out of range, or a URL libpq cannot parse; SB_ENOMEM. */
 int sb_ledger_open(const struct sb_ledger_config *cfg, struct sb_ledger **out, char *err,
                    size_t err_size);
 
@@ -74,13 +77,32 @@ int sb_ledger_open(const struct sb_ledger_config *cfg, struct sb_ledger **out, c
  * logged, at most every 10 s. Must not be called concurrently with or after sb_ledger_close. */
 int sb_ledger_record(struct sb_ledger *l, const struct sb_ledger_row *row);
 
+/* Whether the ledger records prompt and completion text (ledger.content_logging); false for NULL.
+ * Callers gather the text only when it is true. */
+bool sb_ledger_content_logging(const struct sb_ledger *l);
+
+/* As sb_ledger_record, and when content logging is on, also the request's text: prompt_json (the
+ * request body as the client sent it) and completion (the text the client was sent), copied
+ * (borrowed for the call; cut at SB_LEDGER_CONTENT_MAX bytes each, invalid UTF-8 and NUL bytes
+ * replaced with U+FFFD) and written with the row, in the same transaction, to the
+ * request_content table. With content logging off the text is ignored. The copy is made outside
+ * the queue's lock. When the text cannot be kept (no memory, or 64 MiB of text already waiting)
+ * the row is recorded without it, counted in stats.content_dropped. Returns as
+ * sb_ledger_record. */
+int sb_ledger_record_content(struct sb_ledger *l, const struct sb_ledger_row *row,
+                             struct sb_str prompt_json, struct sb_str completion);
+
+/* The most bytes of prompt or completion text one row records. */
+#define SB_LEDGER_CONTENT_MAX ((size_t)4 << 20)
+
 /* Waits until every row recorded before the call (by any thread) is committed, and any due
  * retention pass has finished. For tests and shutdown: it blocks. Returns 0, or SB_EIO when a
  * write failed since the previous flush (those rows are lost and counted). */
 int sb_ledger_flush(struct sb_ledger *l);
 
 /* Flushes, stops the writer and closes the store; the SIGTERM path, once the I/O threads have
- * stopped recording. Frees l (NULL is allowed). Returns what the final flush returns. */
+ * stopped recording. Frees l (NULL is allowed). Returns 0, or SB_EIO when rows still queued could
+ * not be written (rows lost earlier were counted and logged then, and do not count here). */
 int sb_ledger_close(struct sb_ledger *l);
 
 /* Counts the rows in the store, through a read connection of its own (it does not wait for the
@@ -96,6 +118,8 @@ struct sb_ledger_stats {
     uint64_t commits;   /* transactions that wrote rows (group commits) */
     uint64_t purged;    /* rows deleted by retention */
     size_t queued;      /* rows waiting now */
+    /* rows recorded without their text (too much text waiting, or no memory for it) */
+    uint64_t content_dropped;
 };
 
 /* Fills *out (zeros for a NULL ledger). Thread-safe. */
@@ -107,10 +131,11 @@ void sb_ledger_get_stats(struct sb_ledger *l, struct sb_ledger_stats *out);
  * ------------------------------------------------------------------------------------------- */
 struct sb_ledger_reader;
 
-/* Opens target (a SQLite file) read-only, checking it holds a ledger. On success *out is the
- * caller's, closed with sb_ledger_reader_close. On failure *out is NULL, err receives one line
- * saying what failed and what to do, and the result is SB_EIO (missing file, not a database, not
- * a ledger, a newer schema), SB_EUNSUPPORTED (a postgres:// URL, for now) or SB_ENOMEM. */
+/* Opens target (a SQLite file, or a postgres:// URL as for sb_ledger_open) read-only, checking
+ * it holds a ledger. On success *out is the caller's, closed with sb_ledger_reader_close. On
+ * failure *out is NULL, err receives one line saying what failed and what to do (without a URL's
+ * password), and the result is SB_EIO (missing file, not a database, a server that cannot be
+ * reached, not a ledger) or SB_ENOMEM. */
 int sb_ledger_reader_open(const char *target, struct sb_ledger_reader **out, char *err,
                           size_t err_size);
 
@@ -120,6 +145,10 @@ void sb_ledger_reader_close(struct sb_ledger_reader *r);
 /* The store's last error message, for a query that returned SB_EIO. Static or owned by r: valid
  * until r's next call. Never NULL. */
 const char *sb_ledger_reader_error(struct sb_ledger_reader *r);
+
+/* Writes target into out (NUL-terminated, cut to out_size) as it may be shown: a URL's password
+ * replaced with "***". For messages that name a ledger. */
+void sb_ledger_display_name(const char *target, char *out, size_t out_size);
 
 /* What a query selects: rows with since_ms <= ts_ms < until_ms, and, when n_backends > 0, only
  * those whose backend is one of backends[0..n_backends). Borrowed for the call. */
@@ -148,6 +177,7 @@ struct sb_ledger_agg {
     int64_t fell_back;     /* served after another backend was tried (backends_tried has a ',') */
     int64_t prompt_tokens; /* cached ones included */
     int64_t cached_prompt_tokens;
+    int64_t cache_write_tokens; /* 0 from a ledger older than that column */
     int64_t completion_tokens;
     int64_t cost_microusd;     /* sum over priced rows */
     int64_t priced;            /* rows with a cost */

@@ -1,8 +1,8 @@
-/* The ledger's read API for reports: a read-only SQLite connection, sums by group, percentiles
- * streamed in sorted order, and busy time as the union of request intervals. Column and group
- * names come from tables here, never from callers, so every statement is built from constants. */
+/* The ledger's read API for reports: sums by group, percentiles streamed in sorted order, and busy
+ * time as the union of request intervals, written once in SQL that every store runs (see
+ * internal.h) and read through the store's cursors. Column and group names come from tables
+ * here, never from callers, so every statement is built from constants. */
 #include <math.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,83 +10,75 @@
 #include "ledger/internal.h"
 
 struct sb_ledger_reader {
-    sqlite3 *db;
+    const struct sb__ledger_store_ops *ops;
+    struct sb__ledger_conn *conn;
+    /* The cache_write_tokens column, or 0 in a ledger older than it. */
+    const char *cache_write;
 };
 
-/* Targets this build recognizes but cannot read, by prefix. */
-static const struct {
-    const char *prefix;
-    const char *what;
-} unsupported[] = {
-    {"postgres://", "PostgreSQL"},
-    {"postgresql://", "PostgreSQL"},
-};
-
-/* Columns a report reads: preparing this proves the file holds a ledger this build understands
+/* Columns a report reads: running this proves the store holds a ledger this build understands
  * (a newer schema that only added columns still reads). */
 static const char probe_sql[] =
     "SELECT ts_ms, backend, model, key_id, sensitivity, pii_counts, status, error_class, "
     "attempts, backends_tried, prompt_tokens, cached_prompt_tokens, completion_tokens, ttft_ms, "
     "latency_ms, tokens_per_s, queue_ms, cost_microusd FROM requests LIMIT 0";
 
+/* Columns added by later migrations, which a ledger an older build wrote may not have yet. */
+static const char cache_write_probe_sql[] = "SELECT cache_write_tokens FROM requests LIMIT 0";
+
 void sb_ledger_reader_close(struct sb_ledger_reader *r)
 {
     if (r == NULL)
         return;
-    sqlite3_close(r->db);
+    r->ops->conn_close(r->conn);
     free(r);
 }
 
 const char *sb_ledger_reader_error(struct sb_ledger_reader *r)
 {
-    return r != NULL && r->db != NULL ? sqlite3_errmsg(r->db) : "out of memory";
+    return r != NULL && r->conn != NULL ? r->ops->conn_error(r->conn) : "out of memory";
+}
+
+/* Runs sql and reads it to the end; 0 when it ran. */
+static int run_probe(struct sb_ledger_reader *r, const char *sql)
+{
+    struct sb__ledger_cursor *cur = NULL;
+    int rc = r->ops->query(r->conn, sql, NULL, 0, &cur);
+    while (rc == 0 && (rc = r->ops->next(cur)) == 1)
+        rc = 0;
+    r->ops->finish(cur);
+    return rc < 0 ? rc : 0;
 }
 
 int sb_ledger_reader_open(const char *target, struct sb_ledger_reader **out, char *err,
                           size_t err_size)
 {
-    int rc = SB_EIO;
-    struct sb_ledger_reader *r = NULL;
-    sqlite3_stmt *probe = NULL;
+    char shown[512];
     *out = NULL;
-
-    for (size_t i = 0; i < SB_ARRAY_LEN(unsupported); i++) {
-        if (strncmp(target, unsupported[i].prefix, strlen(unsupported[i].prefix)) == 0) {
-            snprintf(err, err_size,
-                     "ledger %s: reading a %s ledger is not supported yet; give the path of a "
-                     "SQLite ledger file",
-                     target, unsupported[i].what);
-            return SB_EUNSUPPORTED;
-        }
-    }
-    r = calloc(1, sizeof *r);
+    sb_redact_url(target, shown, sizeof shown);
+    struct sb_ledger_reader *r = calloc(1, sizeof *r);
     if (r == NULL) {
-        snprintf(err, err_size, "ledger %s: out of memory", target);
+        snprintf(err, err_size, "ledger %s: out of memory", shown);
         return SB_ENOMEM;
     }
-    if (sqlite3_open_v2(target, &r->db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-        snprintf(err, err_size,
-                 "ledger %s: cannot open it read-only: %s (does the file exist? the server "
-                 "creates it at ledger.path)",
-                 target, sb_ledger_reader_error(r));
+    r->ops = sb__ledger_store_for(target);
+    int rc = r->ops->conn_open(target, &r->conn, err, err_size);
+    if (rc != 0)
         goto fail;
-    }
-    /* A report waits for a writer's checkpoint rather than failing at once. */
-    sqlite3_busy_timeout(r->db, 5000);
-    if (sqlite3_prepare_v2(r->db, probe_sql, -1, &probe, NULL) != SQLITE_OK) {
+    rc = run_probe(r, probe_sql);
+    if (rc != 0) {
         snprintf(err, err_size,
                  "ledger %s: not a Switchboard ledger, or one from an incompatible version: %s",
-                 target, sb_ledger_reader_error(r));
+                 shown, sb_ledger_reader_error(r));
         goto fail;
     }
-    sqlite3_finalize(probe);
+    r->cache_write = run_probe(r, cache_write_probe_sql) == 0 ? "cache_write_tokens" : "0";
     *out = r;
     return 0;
 
 fail:
-    sqlite3_finalize(probe);
     sb_ledger_reader_close(r);
-    return rc;
+    return rc == SB_ENOMEM ? SB_ENOMEM : SB_EIO;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -95,44 +87,41 @@ fail:
 /* SQL text is bounded: the longest has a placeholder per backend. */
 #define SQL_MAX (64 << 10)
 
-/* Parameter numbers every filtered statement uses; backends follow from FIRST_BACKEND. */
+/* Parameter numbers every filtered statement may use; backends follow from FIRST_BACKEND. */
 enum { P_SINCE = 1, P_UNTIL = 2, P_LONG = 3, FIRST_BACKEND = 4 };
 
 /* Appends the WHERE clause for f. */
 static int append_where(struct sb_buf *sql, const struct sb_ledger_filter *f)
 {
-    int rc = sb_buf_append_c(sql, " WHERE ts_ms >= ?1 AND ts_ms < ?2");
+    int rc = sb_buf_append_c(sql, " WHERE ts_ms >= $1 AND ts_ms < $2");
     if (rc == 0 && f->n_backends > 0) {
         rc = sb_buf_append_c(sql, " AND backend IN (");
         for (size_t i = 0; i < f->n_backends && rc == 0; i++)
-            rc = sb_buf_printf(sql, "%s?%zu", i > 0 ? ", " : "", i + FIRST_BACKEND);
+            rc = sb_buf_printf(sql, "%s$%zu", i > 0 ? ", " : "", i + FIRST_BACKEND);
         if (rc == 0)
             rc = sb_buf_append_char(sql, ')');
     }
     return rc;
 }
 
-/* Prepares sql and binds f. On failure *stmt is NULL and the result is SB_EIO or SB_ENOMEM. */
-static int prepare_filtered(struct sb_ledger_reader *r, const struct sb_buf *sql,
-                            const struct sb_ledger_filter *f, sqlite3_stmt **stmt)
+/* Runs sql with f's parameters. On failure *cur is NULL and the result is SB_EIO or
+ * SB_ENOMEM. */
+static int query_filtered(struct sb_ledger_reader *r, const struct sb_buf *sql,
+                          const struct sb_ledger_filter *f, struct sb__ledger_cursor **cur)
 {
-    *stmt = NULL;
-    if (sqlite3_prepare_v2(r->db, sql->p, (int)sql->len, stmt, NULL) != SQLITE_OK)
-        return SB_EIO;
-    int rc = sqlite3_bind_int64(*stmt, P_SINCE, f->since_ms);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_bind_int64(*stmt, P_UNTIL, f->until_ms);
-    /* Statements that do not count long prompts have no ?3; binding it is then a range error. */
-    if (rc == SQLITE_OK && sqlite3_bind_parameter_count(*stmt) >= P_LONG)
-        rc = sqlite3_bind_int64(*stmt, P_LONG, f->long_prompt_tokens);
-    for (size_t i = 0; i < f->n_backends && rc == SQLITE_OK; i++)
-        rc = sqlite3_bind_text(*stmt, (int)i + FIRST_BACKEND, f->backends[i], -1, SQLITE_STATIC);
-    if (rc != SQLITE_OK) {
-        sqlite3_finalize(*stmt);
-        *stmt = NULL;
-        return rc == SQLITE_NOMEM ? SB_ENOMEM : SB_EIO;
-    }
-    return 0;
+    size_t n = FIRST_BACKEND - 1 + f->n_backends;
+    struct sb__ledger_param *ps = calloc(n, sizeof *ps);
+    *cur = NULL;
+    if (ps == NULL)
+        return SB_ENOMEM;
+    ps[P_SINCE - 1].i = f->since_ms;
+    ps[P_UNTIL - 1].i = f->until_ms;
+    ps[P_LONG - 1].i = f->long_prompt_tokens;
+    for (size_t i = 0; i < f->n_backends; i++)
+        ps[FIRST_BACKEND - 1 + i] = (struct sb__ledger_param){.is_text = true, .s = f->backends[i]};
+    int rc = r->ops->query(r->conn, sql->p, ps, n, cur);
+    free(ps);
+    return rc == SB_ENOMEM ? SB_ENOMEM : rc != 0 ? SB_EIO : 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -147,45 +136,54 @@ static const char *const group_columns[] = {
     [SB_LEDGER_GROUP_SENSITIVITY] = "sensitivity",
 };
 
-/* The sums, in the order struct sb_ledger_agg's fields are filled below. */
-static const char agg_columns[] = "count(*), "
-                                  "coalesce(sum(status >= 400 OR error_class <> ''), 0), "
-                                  "coalesce(sum(attempts > 1), 0), "
-                                  "coalesce(sum(instr(backends_tried, ',') > 0), 0), "
-                                  "coalesce(sum(prompt_tokens), 0), "
-                                  "coalesce(sum(cached_prompt_tokens), 0), "
-                                  "coalesce(sum(completion_tokens), 0), "
-                                  "coalesce(sum(cost_microusd), 0), "
-                                  "count(cost_microusd), "
-                                  "coalesce(sum(cost_microusd IS NULL), 0), "
-                                  "coalesce(sum(pii_counts NOT IN ('', '{}')), 0), "
-                                  "coalesce(sum(?3 > 0 AND prompt_tokens > ?3), 0), "
-                                  "coalesce(min(ts_ms), 0), "
-                                  "coalesce(max(ts_ms), 0)";
+/* The sums, in the order struct sb_ledger_agg's fields are filled below: those before the
+ * cache-write column (or 0), then those after it. */
+static const char agg_head[] = "count(*), "
+                               "count(*) FILTER (WHERE status >= 400 OR error_class <> ''), "
+                               "count(*) FILTER (WHERE attempts > 1), "
+                               "count(*) FILTER (WHERE backends_tried LIKE '%,%'), "
+                               "coalesce(sum(prompt_tokens), 0), "
+                               "coalesce(sum(cached_prompt_tokens), 0)";
+static const char agg_tail[] = "coalesce(sum(completion_tokens), 0), "
+                               "coalesce(sum(cost_microusd), 0), "
+                               "count(cost_microusd), "
+                               "count(*) FILTER (WHERE cost_microusd IS NULL), "
+                               "count(*) FILTER (WHERE pii_counts NOT IN ('', '{}')), "
+                               "count(*) FILTER (WHERE $3 > 0 AND prompt_tokens > $3), "
+                               "coalesce(min(ts_ms), 0), "
+                               "coalesce(max(ts_ms), 0)";
 
-static void read_agg(sqlite3_stmt *stmt, struct sb_ledger_agg *a)
+static void read_agg(const struct sb_ledger_reader *r, struct sb__ledger_cursor *cur,
+                     struct sb_ledger_agg *a)
 {
     memset(a, 0, sizeof *a);
-    const unsigned char *name = sqlite3_column_text(stmt, 0);
-    int len = sqlite3_column_bytes(stmt, 0);
-    sb_ledger_copy(a->name, sizeof a->name,
-                   (struct sb_str){(const char *)name, name != NULL ? (size_t)len : 0});
+    sb_ledger_copy(a->name, sizeof a->name, r->ops->col_text(cur, 0));
     int64_t *fields[] = {
-        &a->requests,          &a->errors,        &a->retried,
-        &a->fell_back,         &a->prompt_tokens, &a->cached_prompt_tokens,
-        &a->completion_tokens, &a->cost_microusd, &a->priced,
-        &a->unpriced,          &a->pii,           &a->long_prompts,
-        &a->first_ms,          &a->last_ms,
+        &a->requests,
+        &a->errors,
+        &a->retried,
+        &a->fell_back,
+        &a->prompt_tokens,
+        &a->cached_prompt_tokens,
+        &a->cache_write_tokens,
+        &a->completion_tokens,
+        &a->cost_microusd,
+        &a->priced,
+        &a->unpriced,
+        &a->pii,
+        &a->long_prompts,
+        &a->first_ms,
+        &a->last_ms,
     };
     for (size_t i = 0; i < SB_ARRAY_LEN(fields); i++)
-        *fields[i] = sqlite3_column_int64(stmt, (int)i + 1);
+        *fields[i] = r->ops->col_int(cur, (int)i + 1);
 }
 
 int sb_ledger_aggregate(struct sb_ledger_reader *r, enum sb_ledger_group by,
                         const struct sb_ledger_filter *f, struct sb_ledger_agg **out, size_t *n)
 {
     int rc = 0;
-    sqlite3_stmt *stmt = NULL;
+    struct sb__ledger_cursor *cur = NULL;
     struct sb_ledger_agg *arr = NULL;
     size_t len = 0, cap = 0;
     struct sb_buf sql;
@@ -196,17 +194,18 @@ int sb_ledger_aggregate(struct sb_ledger_reader *r, enum sb_ledger_group by,
     if ((unsigned)by >= SB_ARRAY_LEN(group_columns))
         return SB_EINVAL;
     const char *col = group_columns[by];
-    rc = sb_buf_printf(&sql, "SELECT %s, %s FROM requests", col, agg_columns);
+    rc = sb_buf_printf(&sql, "SELECT %s, %s, coalesce(sum(%s), 0), %s FROM requests", col, agg_head,
+                       r->cache_write, agg_tail);
     if (rc == 0)
         rc = append_where(&sql, f);
     if (rc == 0 && by != SB_LEDGER_GROUP_ALL)
         rc = sb_buf_printf(&sql, " GROUP BY %s ORDER BY %s", col, col);
     if (rc == 0)
-        rc = prepare_filtered(r, &sql, f, &stmt);
+        rc = query_filtered(r, &sql, f, &cur);
     if (rc != 0)
         goto fail;
     int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
+    while ((step = r->ops->next(cur)) == 1) {
         if (len == cap) {
             size_t ncap = cap > 0 ? cap * 2 : 16;
             struct sb_ledger_agg *grown = realloc(arr, ncap * sizeof *grown);
@@ -217,20 +216,20 @@ int sb_ledger_aggregate(struct sb_ledger_reader *r, enum sb_ledger_group by,
             arr = grown;
             cap = ncap;
         }
-        read_agg(stmt, &arr[len++]);
+        read_agg(r, cur, &arr[len++]);
     }
-    if (step != SQLITE_DONE) {
+    if (step != 0) {
         rc = SB_EIO;
         goto fail;
     }
-    sqlite3_finalize(stmt);
+    r->ops->finish(cur);
     sb_buf_free(&sql);
     *out = arr;
     *n = len;
     return 0;
 
 fail:
-    sqlite3_finalize(stmt);
+    r->ops->finish(cur);
     sb_buf_free(&sql);
     free(arr);
     return rc;
@@ -264,19 +263,19 @@ int64_t sb_ledger_percentile_index(int64_t n, double p)
 static int count_values(struct sb_ledger_reader *r, const char *col,
                         const struct sb_ledger_filter *f, int64_t *count)
 {
-    sqlite3_stmt *stmt = NULL;
+    struct sb__ledger_cursor *cur = NULL;
     struct sb_buf sql;
     sb_buf_init(&sql, SQL_MAX);
     int rc = sb_buf_printf(&sql, "SELECT count(%s) FROM requests", col);
     if (rc == 0)
         rc = append_where(&sql, f);
     if (rc == 0)
-        rc = prepare_filtered(r, &sql, f, &stmt);
-    if (rc == 0 && sqlite3_step(stmt) == SQLITE_ROW)
-        *count = sqlite3_column_int64(stmt, 0);
+        rc = query_filtered(r, &sql, f, &cur);
+    if (rc == 0 && r->ops->next(cur) == 1)
+        *count = r->ops->col_int(cur, 0);
     else if (rc == 0)
         rc = SB_EIO;
-    sqlite3_finalize(stmt);
+    r->ops->finish(cur);
     sb_buf_free(&sql);
     return rc;
 }
@@ -286,7 +285,7 @@ int sb_ledger_percentiles(struct sb_ledger_reader *r, enum sb_ledger_metric metr
                           double *out, int64_t *count)
 {
     int rc = 0;
-    sqlite3_stmt *stmt = NULL;
+    struct sb__ledger_cursor *cur = NULL;
     int64_t *want = NULL;
     struct sb_buf sql;
     sb_buf_init(&sql, SQL_MAX);
@@ -315,14 +314,14 @@ int sb_ledger_percentiles(struct sb_ledger_reader *r, enum sb_ledger_metric metr
     if (rc == 0)
         rc = sb_buf_printf(&sql, " AND %s IS NOT NULL ORDER BY %s", col, col);
     if (rc == 0)
-        rc = prepare_filtered(r, &sql, f, &stmt);
+        rc = query_filtered(r, &sql, f, &cur);
     if (rc != 0)
         goto done;
     /* Stop at the highest index wanted: rows are never all held, and rarely all read. */
     int64_t i = 0;
-    int step = SQLITE_DONE;
-    while (i <= last && (step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        double v = sqlite3_column_double(stmt, 0);
+    int step = 0;
+    while (i <= last && (step = r->ops->next(cur)) == 1) {
+        double v = r->ops->col_real(cur, 0);
         for (size_t k = 0; k < n_ps; k++)
             if (want[k] == i)
                 out[k] = v;
@@ -330,14 +329,14 @@ int sb_ledger_percentiles(struct sb_ledger_reader *r, enum sb_ledger_metric metr
     }
     /* Rows written between the count and this read may shift ranks; fewer rows than counted
      * (retention ran) is an error rather than a percentile of nothing. */
-    if (i <= last) {
+    if (step < 0 || i <= last) {
         rc = SB_EIO;
         goto done;
     }
     *count = n;
 
 done:
-    sqlite3_finalize(stmt);
+    r->ops->finish(cur);
     sb_buf_free(&sql);
     free(want);
     return rc;
@@ -349,7 +348,7 @@ done:
 int sb_ledger_busy(struct sb_ledger_reader *r, const struct sb_ledger_filter *f, int64_t *busy_ms,
                    int64_t *tokens)
 {
-    sqlite3_stmt *stmt = NULL;
+    struct sb__ledger_cursor *cur = NULL;
     struct sb_buf sql;
     sb_buf_init(&sql, SQL_MAX);
     *busy_ms = 0;
@@ -362,18 +361,18 @@ int sb_ledger_busy(struct sb_ledger_reader *r, const struct sb_ledger_filter *f,
     if (rc == 0)
         rc = sb_buf_append_c(&sql, " ORDER BY ts_ms");
     if (rc == 0)
-        rc = prepare_filtered(r, &sql, f, &stmt);
+        rc = query_filtered(r, &sql, f, &cur);
     if (rc != 0)
         goto done;
     /* Intervals sorted by start: extend the current run while the next starts inside it. */
     int64_t run_start = 0, run_end = 0, busy = 0, sum = 0;
     bool in_run = false;
     int step;
-    while ((step = sqlite3_step(stmt)) == SQLITE_ROW) {
-        int64_t start = sqlite3_column_int64(stmt, 0);
-        double lat = sqlite3_column_double(stmt, 1);
+    while ((step = r->ops->next(cur)) == 1) {
+        int64_t start = r->ops->col_int(cur, 0);
+        double lat = r->ops->col_real(cur, 1);
         int64_t end = start + (lat > 0 && isfinite(lat) ? llround(lat) : 0);
-        sum += sqlite3_column_int64(stmt, 2);
+        sum += r->ops->col_int(cur, 2);
         if (in_run && start <= run_end) {
             run_end = SB_MAX(run_end, end);
             continue;
@@ -384,7 +383,7 @@ int sb_ledger_busy(struct sb_ledger_reader *r, const struct sb_ledger_filter *f,
         run_end = end;
         in_run = true;
     }
-    if (step != SQLITE_DONE) {
+    if (step != 0) {
         rc = SB_EIO;
         goto done;
     }
@@ -394,7 +393,7 @@ int sb_ledger_busy(struct sb_ledger_reader *r, const struct sb_ledger_filter *f,
     *tokens = sum;
 
 done:
-    sqlite3_finalize(stmt);
+    r->ops->finish(cur);
     sb_buf_free(&sql);
     return rc;
 }

@@ -121,6 +121,21 @@ static const struct sb_metric_def defs[SB_METRIC_COUNT] = {
     [SB_METRIC_LEDGER_WRITE_FAILED] = {.name = "switchboard_ledger_write_failed_total",
                                        .help = "Request rows lost because a ledger write failed.",
                                        .type = SB_METRIC_COUNTER},
+    [SB_METRIC_ALERTS] = {.name = "switchboard_alerts_total",
+                          .help = "Alerts for the webhook, by type and outcome: sent (a 2xx "
+                                  "reply), failed (given up on), dropped (the queue was full).",
+                          .type = SB_METRIC_COUNTER,
+                          .labels = {"type", "outcome"}},
+    [SB_METRIC_REFUSED] = {.name = "switchboard_refused_total",
+                           .help = "Model requests refused before any backend, by reason: "
+                                   "missing_key, invalid_key, revoked_key, model_scope, "
+                                   "sensitivity_scope, rate_requests, rate_tokens, budget.",
+                           .type = SB_METRIC_COUNTER,
+                           .labels = {"reason"}},
+    [SB_METRIC_BUDGET_DOWNGRADES] = {.name = "switchboard_budget_downgrades_total",
+                                     .help = "Requests that did not fit a budget and were served "
+                                             "by the free (local) members of their chain.",
+                                     .type = SB_METRIC_COUNTER},
 };
 
 /* Indexed by enum sb_metric_type. */
@@ -576,4 +591,43 @@ int sb_metrics_render(struct sb_buf *out)
     }
     free(list);
     return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reading series in process
+ * ------------------------------------------------------------------------------------------- */
+int sb_metrics_read(enum sb_metric id, sb_metrics_read_fn fn, void *ud)
+{
+    if ((unsigned)id >= SB_METRIC_COUNT || fn == NULL)
+        return SB_EINVAL;
+    const struct sb_metric_def *def = &defs[id];
+    _Atomic(struct sb_metric_series *) *slots =
+        atomic_load_explicit(&states[id].slots, memory_order_acquire);
+    for (size_t i = 0; slots != NULL && i < SLOTS; i++) {
+        struct sb_metric_series *s = atomic_load_explicit(&slots[i], memory_order_acquire);
+        if (s == NULL)
+            continue;
+        uint64_t cumulative[SB_METRICS_MAX_BUCKETS + 1];
+        struct sb_metric_reading r = {.def = def, .labels = s->values};
+        switch (def->type) {
+        case SB_METRIC_COUNTER:
+            r.counter = atomic_load_explicit(&s->count, memory_order_relaxed);
+            break;
+        case SB_METRIC_GAUGE:
+            r.gauge = atomic_load_explicit(&s->gauge, memory_order_relaxed);
+            break;
+        case SB_METRIC_HISTOGRAM:
+            /* The bucket counts first, then the sum: the order render_histogram reads them in. */
+            for (size_t b = 0; b <= def->n_buckets; b++) {
+                r.count += atomic_load_explicit(&s->hist[b], memory_order_relaxed);
+                cumulative[b] = r.count;
+            }
+            r.cumulative = cumulative;
+            r.sum = (double)atomic_load_explicit(&s->sum, memory_order_relaxed) /
+                    pow10_table[SB_MIN(def->sum_decimals, 9u)];
+            break;
+        }
+        fn(&r, ud);
+    }
+    return 0;
 }

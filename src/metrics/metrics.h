@@ -29,6 +29,9 @@ enum sb_metric {
     SB_METRIC_LEDGER_ROWS,         /* counter: rows committed to the ledger */
     SB_METRIC_LEDGER_DROPPED,      /* counter: rows dropped because the ledger's queue was full */
     SB_METRIC_LEDGER_WRITE_FAILED, /* counter: rows lost because a ledger write failed */
+    SB_METRIC_ALERTS,              /* counter {type,outcome}: alert webhook deliveries */
+    SB_METRIC_REFUSED,             /* counter {reason}: refused by keys, rate limits, budgets */
+    SB_METRIC_BUDGET_DOWNGRADES,   /* counter: requests served locally because of a budget */
     SB_METRIC_COUNT
 };
 
@@ -97,6 +100,28 @@ int sb_metrics_render(struct sb_buf *out);
 
 /* The Content-Type of what sb_metrics_render writes. */
 #define SB_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* One series as sb_metrics_read sees it: the same loads the exposition makes, for in-process
+ * readers (the dashboard) that must show exactly what /metrics shows. Everything it points to is
+ * borrowed for the callback only. */
+struct sb_metric_reading {
+    const struct sb_metric_def *def; /* the metric's row */
+    const char *const *labels;       /* def's label values, in the order of def->labels */
+    uint64_t counter;                /* counters: the value */
+    int64_t gauge;                   /* gauges: the value */
+    /* Histograms: cumulative[b] counts observations <= def->buckets[b]; cumulative[n_buckets] is
+     * the +Inf bucket, equal to count, as in the exposition. sum is _sum in the metric's unit. */
+    const uint64_t *cumulative;
+    uint64_t count;
+    double sum;
+};
+
+typedef void (*sb_metrics_read_fn)(const struct sb_metric_reading *r, void *ud);
+
+/* Calls fn(reading, ud) once for every series of metric id, in no particular order, with the
+ * values each holds now (each exact, not one snapshot, as for sb_metrics_render). fn must not
+ * create series. Returns 0, or SB_EINVAL for an invalid id. Thread-safe. */
+int sb_metrics_read(enum sb_metric id, sb_metrics_read_fn fn, void *ud);
 
 /* For tests: forgets every series, freeing them. Not thread-safe: no other thread may hold or use a
  * series, and pointers from sb_metrics_series become invalid. */

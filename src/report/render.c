@@ -457,14 +457,15 @@ static void json_agg_fields(struct out *o, const struct sb_ledger_agg *a)
 {
     putf(o,
          "\"requests\":%lld,\"errors\":%lld,\"retried\":%lld,\"fell_back\":%lld,"
-         "\"prompt_tokens\":%lld,\"cached_prompt_tokens\":%lld,\"completion_tokens\":%lld,"
+         "\"prompt_tokens\":%lld,\"cached_prompt_tokens\":%lld,\"cache_write_tokens\":%lld,"
+         "\"completion_tokens\":%lld,"
          "\"tokens\":%lld,\"priced\":%lld,\"unpriced\":%lld,\"pii\":%lld,\"long_prompts\":%lld,"
          "\"recorded_cost_microusd\":",
          (long long)a->requests, (long long)a->errors, (long long)a->retried,
          (long long)a->fell_back, (long long)a->prompt_tokens, (long long)a->cached_prompt_tokens,
-         (long long)a->completion_tokens, (long long)(a->prompt_tokens + a->completion_tokens),
-         (long long)a->priced, (long long)a->unpriced, (long long)a->pii,
-         (long long)a->long_prompts);
+         (long long)a->cache_write_tokens, (long long)a->completion_tokens,
+         (long long)(a->prompt_tokens + a->completion_tokens), (long long)a->priced,
+         (long long)a->unpriced, (long long)a->pii, (long long)a->long_prompts);
     /* The sum over priced rows; null when there were requests and none was priced (unknown,
      * never $0). */
     json_opt(o, a->priced == 0 && a->unpriced > 0 ? -1 : a->cost_microusd);

@@ -261,6 +261,7 @@ static void analyze(const struct sb_report_params *p, const struct sb_pricing *p
     if (r->compare_priced) {
         struct sb_usage u = {.prompt_tokens = r->total.prompt_tokens,
                              .cached_prompt_tokens = r->total.cached_prompt_tokens,
+                             .cache_write_tokens = r->total.cache_write_tokens,
                              .completion_tokens = r->total.completion_tokens};
         r->all_cloud_microusd = sb_price_cost(&r->compare_price, &u);
         if (tokens > 0)
@@ -336,7 +337,9 @@ int sb__report_build(const struct sb_report_params *p, struct sb__report *r, cha
         goto fail;
     rc = gather(rd, &params, r);
     if (rc != 0) {
-        snprintf(err, err_size, "ledger %s: cannot read it: %s", params.ledger,
+        char shown[512]; /* a URL without its password */
+        sb_ledger_display_name(params.ledger, shown, sizeof shown);
+        snprintf(err, err_size, "ledger %s: cannot read it: %s", shown,
                  rc == SB_ENOMEM ? "out of memory" : sb_ledger_reader_error(rd));
         goto fail;
     }

@@ -21,7 +21,7 @@ enum sb_report_format { SB_REPORT_TEXT, SB_REPORT_JSON, SB_REPORT_HTML };
 
 /* What to report on. Every pointer is borrowed for the call. */
 struct sb_report_params {
-    const char *ledger;          /* a SQLite file (a postgres:// URL is refused for now) */
+    const char *ledger;          /* a SQLite file or a postgres:// URL */
     const struct sb_config *cfg; /* models (local or cloud, context), pricing, infra */
     int64_t window_ms;           /* rows from now - window_ms on; <= 0 = every row */
     int64_t now_ms;              /* the end of the window, Unix ms; 0 = the current time */
@@ -30,8 +30,8 @@ struct sb_report_params {
 };
 
 /* Appends the report to out. Returns 0; on failure err receives one line saying what went wrong
- * and what to do, and the result is SB_EIO (the ledger cannot be read), SB_EUNSUPPORTED (a
- * ledger URL this build cannot read), SB_ENOMEM or SB_ETOOBIG (out's maximum). */
+ * and what to do (never a URL's password), and the result is SB_EIO (the ledger cannot be read
+ * or reached), SB_ENOMEM or SB_ETOOBIG (out's maximum). */
 int sb_report_write(const struct sb_report_params *p, struct sb_buf *out, char *err,
                     size_t err_size);
 

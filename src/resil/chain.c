@@ -13,6 +13,7 @@
 
 #define LAST_MSG_MAX  1024        /* the last failure's message, as the member wrote it */
 #define TRACE_MAX     1024        /* what the final error says was tried */
+#define TRIED_MAX     256         /* the members started, for START and the final ERROR */
 #define FINAL_MSG_MAX 2200        /* the final error's message: the last one and the trace */
 #define RENDER_MAX    (64u << 20) /* a prompt rendered to count its tokens */
 /* Bytes a chat template may add around the messages, for the quick "it surely fits" bound; a
@@ -67,7 +68,9 @@ struct chain_call {
     bool err_retryable, err_from_start;
     uint32_t err_retry_after_ms;
     char err_msg[LAST_MSG_MAX];
-    struct sb_buf trace; /* "a: 3 tries, last connect (502); b: skipped, breaker open" */
+    char err_param[64];    /* the request field the member's ERROR named, or "" */
+    struct sb_buf trace;   /* "a: 3 tries, last connect (502); b: skipped, breaker open" */
+    char tried[TRIED_MAX]; /* "a,b": members started, in order, each once; whole names only */
 };
 
 static uint64_t now_ms(void)
@@ -173,8 +176,20 @@ static void cc_note_error(struct chain_call *cc, int code, int status, bool retr
     cc->err_retry_after_ms = retry_after_ms;
     cc->err_from_start = from_start;
     copy_msg(cc->err_msg, sizeof cc->err_msg, message);
+    cc->err_param[0] = '\0';
     sb_log(SB_LOG_WARN, req_id(cc), "chain %s: backend %s failed (try %d): %s", cc->ch->name,
            cc->ch->m[cc->idx].name, (int)cc->tries, cc->err_msg);
+}
+
+/* Adds members[idx] to the members tried, on its first try; a name that does not fit is left
+ * out (with the ones after it). */
+static void cc_note_tried(struct chain_call *cc)
+{
+    const char *name = cc->ch->m[cc->idx].name;
+    size_t len = strlen(cc->tried), add = strlen(name) + (len > 0 ? 1 : 0);
+    if (cc->tries != 1 || len + add >= sizeof cc->tried)
+        return;
+    snprintf(cc->tried + len, sizeof cc->tried - len, "%s%s", len > 0 ? "," : "", name);
 }
 
 /* Leaves members[idx] for the next one. */
@@ -335,6 +350,8 @@ static void cc_finish(struct chain_call *cc)
                                    : sb_retry_classify(cc->err_code, cc->err_status)->status;
         ev.error.retryable = cc->err_retryable;
         ev.error.retry_after_ms = cc->err_retry_after_ms;
+        ev.error.tried = sb_str_c(cc->tried);
+        ev.error.param = sb_str_c(cc->err_param);
         if (cc->attempts == 1 && cc->n_skipped == 0)
             sb_buf_append_c(&msg, cc->err_msg); /* a chain of one says what its member said */
         else
@@ -365,6 +382,7 @@ static int cc_advance(struct chain_call *cc, bool in_start)
         }
         cc->attempts++;
         cc->tries++;
+        cc_note_tried(cc);
         cc->inner_failed = false;
         cc->inner = (struct sb_call){0};
         cc->inner.req = m->req != NULL ? m->req : cc->outer->req;
@@ -415,6 +433,7 @@ static void inner_event(struct sb_call *inner, const struct sb_event *ev)
             cc->inner_failed = true;
             cc_note_error(cc, ev->error.code, ev->error.http_status, ev->error.retryable,
                           ev->error.retry_after_ms, ev->error.message, false);
+            copy_msg(cc->err_param, sizeof cc->err_param, ev->error.param);
             return;
         }
         struct member *m = &cc->ch->m[cc->idx];
@@ -429,6 +448,7 @@ static void inner_event(struct sb_call *inner, const struct sb_event *ev)
             start = *ev;
         start.start.backend = sb_str_c(m->name);
         start.start.attempts = cc->attempts;
+        start.start.tried = sb_str_c(cc->tried);
         cc->outer->on_event(cc->outer, &start);
         if (ev->type == SB_EV_START || cc->canceled)
             return;

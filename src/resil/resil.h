@@ -27,13 +27,16 @@
  *    and the request's budget, then the chain moves on when the class allows falling back;
  *  - once START has been forwarded the chain is committed: a later ERROR is forwarded as it is
  *    (the client has partial output; the codec renders an in-stream error), never retried;
- *  - START is forwarded with backend = the member's name and attempts = the tries it took
- *    (skips not counted); every other event passes through untouched;
+ *  - START is forwarded with backend = the member's name, attempts = the tries it took (skips
+ *    not counted) and tried = the members started so far, in order, each once, comma-separated
+ *    (this one last; names that would take it past 255 bytes left out); every other event
+ *    passes through untouched;
  *  - when no member is left: one ERROR with the last failure's code, status and retryability,
- *    its message followed by what was tried; if nothing was tried, 503 (SB_EBACKEND, retryable,
- *    retry_after_ms = when the first breaker lets a probe through) when a breaker refused, else
- *    400 SB_ECONTEXT. With a single try and no skip the member's ERROR passes unchanged, and a
- *    start() failure is returned by start() itself: a chain of one behaves as its member.
+ *    its message followed by what was tried, and tried as START's (empty when none started);
+ *    if nothing was tried, 503 (SB_EBACKEND, retryable, retry_after_ms = when the first breaker
+ *    lets a probe through) when a breaker refused, else 400 SB_ECONTEXT. With a single try and
+ *    no skip the member's ERROR passes unchanged, and a start() failure is returned by start()
+ *    itself: a chain of one behaves as its member.
  * Breakers hear of each try: success at START, the failure class's outcome (retry.h) on a
  * failure before it, neutral on a cancel. Waits are timers on call->base; nothing blocks.
  * Metrics: switchboard_retries_total{backend} per retry scheduled, and

@@ -564,8 +564,8 @@ static void add_local(const struct sb_router *r, const struct eval *e, struct si
         s->largest_ctx = SB_MAX(s->largest_ctx, ctx);
 }
 
-/* The requested model's configured chain, split by side; a side the chain lacks gets the first
- * model of the file that serves the kind (and, for local, fits). */
+/* The requested model's configured chain, split by side; for a generation, a side the chain lacks
+ * gets the first model of the file that serves the kind (and, for local, fits). */
 static void gather(const struct sb_router *r, const struct eval *e, struct sides *s)
 {
     const struct model *a = &r->models[e->model];
@@ -584,6 +584,9 @@ static void gather(const struct sb_router *r, const struct eval *e, struct sides
             s->cloud[s->n_cloud++] = a->own[j];
         }
     }
+    /* Vectors from different models are not comparable: embeddings stay on their own chain. */
+    if (e->in->kind == SB_REQ_EMBED)
+        return;
     for (size_t i = 0; i < r->n_models && !own_local && s->n_local == 0; i++)
         if (r->models[i].local && serves(&r->models[i], e->in->kind))
             add_local(r, e, s, (uint32_t)i);

@@ -1,6 +1,7 @@
-/* Blocking downloads for command-line tools: libcurl's easy interface on the calling thread, with
- * the final response's status, Content-Range and Content-Length handed to the caller before the
- * body so that it can decide to append (206), restart (200) or stop. */
+/* Blocking transfers off the event loop: downloads for command-line tools (libcurl's easy
+ * interface on the calling thread, with the final response's status, Content-Range and
+ * Content-Length handed to the caller before the body so that it can decide to append (206),
+ * restart (200) or stop), and the small POSTs of alert webhooks. */
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -208,5 +209,94 @@ fail:
     curl_slist_free_all(headers);
     if (dl.easy != NULL)
         curl_easy_cleanup(dl.easy);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Blocking POSTs (webhooks): the same easy interface, the reply's status and its first bytes.
+ * ------------------------------------------------------------------------------------------- */
+struct post_reply {
+    char *p;     /* the caller's buffer, or NULL */
+    size_t size; /* its size */
+    size_t len;  /* bytes kept so far */
+};
+
+/* Keeps what fits of the reply's body (for the caller's messages) and drops the rest. */
+static size_t on_post_data(char *p, size_t size, size_t n, void *ud)
+{
+    struct post_reply *r = ud;
+    size_t len = size * n;
+    if (r->p != NULL && r->len + 1 < r->size) {
+        size_t take = SB_MIN(len, r->size - 1 - r->len);
+        memcpy(r->p + r->len, p, take);
+        r->len += take;
+        r->p[r->len] = '\0';
+    }
+    return len;
+}
+
+int sb_upstream_post(const struct sb_upstream_post *req, int *status, char *err, size_t err_size)
+{
+    int rc = SB_ENOMEM;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = NULL;
+    struct post_reply reply = {req->reply, req->reply_size, 0};
+    CURL *e = NULL;
+
+    err[0] = '\0';
+    *status = 0;
+    if (reply.p != NULL && reply.size > 0)
+        reply.p[0] = '\0';
+    pthread_once(&g_once, init_once);
+    if (g_init_rc != CURLE_OK) {
+        snprintf(err, err_size, "libcurl failed to initialize");
+        return SB_EIO;
+    }
+    e = curl_easy_init();
+    if (e == NULL)
+        goto fail;
+    for (size_t i = 0; i < req->n_headers; i++) {
+        struct curl_slist *grown = curl_slist_append(headers, req->headers[i]);
+        if (grown == NULL)
+            goto fail;
+        headers = grown;
+    }
+    /* No redirects: a POST that is redirected is not what the owner of the URL asked for. */
+    if (curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK ||
+        curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK) {
+        snprintf(err, err_size, "unsupported URL");
+        rc = SB_EINVAL;
+        goto fail;
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard");
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_post_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &reply);
+    if (req->timeout_ms > 0)
+        curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)req->timeout_ms);
+
+    CURLcode c = curl_easy_perform(e);
+    if (c == CURLE_OK) {
+        long code = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
+        *status = (int)code;
+        rc = 0;
+    } else {
+        rc = result_code(c);
+        /* curl's messages name the host at most, never the URL's path (where webhook tokens
+         * live). */
+        snprintf(err, err_size, "%s%s%s", curl_easy_strerror(c), errbuf[0] ? ": " : "", errbuf);
+    }
+fail:
+    if (rc == SB_ENOMEM && err[0] == '\0')
+        snprintf(err, err_size, "out of memory");
+    curl_slist_free_all(headers);
+    if (e != NULL)
+        curl_easy_cleanup(e);
     return rc;
 }

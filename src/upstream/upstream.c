@@ -518,6 +518,8 @@ int sb_upstream_start(struct sb_upstream *u, const struct sb_upstream_request *r
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     if (r->timeouts.connect_ms > 0)
         curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)r->timeouts.connect_ms);
+    if (r->ca_file != NULL && curl_easy_setopt(e, CURLOPT_CAINFO, r->ca_file) != CURLE_OK)
+        goto fail;
 
     x->deadlines[DL_FIRST_BYTE].ms = r->timeouts.first_byte_ms;
     x->deadlines[DL_IDLE].ms = r->timeouts.idle_ms;

@@ -31,6 +31,8 @@ struct sb_upstream_request {
     size_t n_headers;
     struct sb_str body; /* copied by sb_upstream_start */
     struct sb_upstream_timeouts timeouts;
+    const char *ca_file; /* PEM CAs to verify an https server with; NULL = the system's. Borrowed
+                            until sb_upstream_start returns */
 
     /* Callbacks run on the loop's thread, never from inside sb_upstream_start. */
     /* The status line and headers have arrived. */
@@ -87,5 +89,25 @@ struct sb_upstream_download {
  * idle deadline), SB_EINVAL (a malformed or unsupported URL), SB_ENOMEM, SB_EIO, with a message
  * (never credentials) in err, NUL-terminated, at most err_size bytes. */
 int sb_upstream_download(const struct sb_upstream_download *d, char *err, size_t err_size);
+
+/* A blocking POST (upstream/download.c), for threads of their own such as the alert sender: no
+ * event loop, no redirects followed. */
+struct sb_upstream_post {
+    const char *url;            /* http:// or https:// */
+    const char *const *headers; /* "Name: value" lines, borrowed for the call */
+    size_t n_headers;
+    const char *body; /* borrowed for the call; len bytes */
+    size_t len;
+    uint32_t timeout_ms; /* the whole transfer, connecting included; 0 = none */
+    char *reply;         /* NULL, or where the first reply_size - 1 bytes of the reply's body go,
+                            NUL-terminated (for messages); the rest is read and dropped */
+    size_t reply_size;
+};
+
+/* Sends req and returns when the reply has been read: 0 with *status the reply's HTTP status
+ * (whatever it is); else *status 0 and SB_ECONNECT (no connection, or it broke), SB_ETIMEOUT,
+ * SB_EINVAL (a malformed or unsupported URL), SB_ENOMEM or SB_EIO, with a message in err
+ * (NUL-terminated, at most err_size bytes) that names at most the host, never the URL's path. */
+int sb_upstream_post(const struct sb_upstream_post *req, int *status, char *err, size_t err_size);
 
 #endif

@@ -3,8 +3,11 @@
 // for byte, and injects faults. Node built-ins only.
 //
 // API
-//   const fake = await startFakeServer({ fallback })
-//     fake.url / fake.port     http://127.0.0.1:PORT (listens on 127.0.0.1, an ephemeral port)
+//   const fake = await startFakeServer({ fallback, tls })
+//     tls                      { key, cert } (PEM): serve HTTPS with HTTP/2 negotiated by ALPN (and
+//                              HTTP/1.1 for clients that do not offer h2), as the providers do
+//     fake.url / fake.port     http://127.0.0.1:PORT, or https:// with tls (listens on 127.0.0.1,
+//                              an ephemeral port)
 //     fake.push(...replies)    queues replies; each request takes the next one (FIFO). With the
 //                              queue empty, fallback(rec) answers, else a 599 "no scripted reply".
 //     fake.requests            every request, in arrival order, as a record (below)
@@ -15,7 +18,8 @@
 //     await fake.close()       closes the listener and every open connection
 //
 //   A record: { seq, method, path, url, headers (lower-case names), rawHeaders, body (Buffer),
-//               text (body as UTF-8), json (parsed body, or undefined), connection (its index) }
+//               text (body as UTF-8), json (parsed body, or undefined), connection (its index),
+//               httpVersion ('1.1' or '2.0') }
 //
 //   A reply is an object, or a function (rec) => object (or a promise of one), with:
 //     status      HTTP status (default 200)
@@ -34,15 +38,16 @@
 //   Delays are for shaping faults only; tests synchronize on responses, never on time.
 
 import http from 'node:http';
+import http2 from 'node:http2';
 
-export async function startFakeServer({ fallback } = {}) {
+export async function startFakeServer({ fallback, tls } = {}) {
   const queue = [];
   const requests = [];
   const waiters = [];
   const sockets = new Set();
   let connections = 0;
 
-  const server = http.createServer({ keepAlive: true }, (req, res) => {
+  const handler = (req, res) => {
     const parts = [];
     req.on('data', (b) => parts.push(b));
     req.on('end', () => {
@@ -65,7 +70,10 @@ export async function startFakeServer({ fallback } = {}) {
         text,
         json,
         connection: req.socket.sbIndex,
+        httpVersion: req.httpVersion,
       };
+      // HTTP/2 carries pseudo-headers (":method", ":path") beside the ordinary ones.
+      for (const h of Object.keys(rec.headers)) if (h.startsWith(':')) delete rec.headers[h];
       requests.push(rec);
       for (let i = waiters.length - 1; i >= 0; i--) {
         if (requests.length >= waiters[i].n) {
@@ -85,9 +93,12 @@ export async function startFakeServer({ fallback } = {}) {
           res.end(`fake: reply failed: ${err?.stack ?? err}`);
         });
     });
-  });
+  };
+  const server = tls
+    ? http2.createSecureServer({ key: tls.key, cert: tls.cert, allowHTTP1: true }, handler)
+    : http.createServer({ keepAlive: true }, handler);
   server.keepAliveTimeout = 60_000;
-  server.on('connection', (sock) => {
+  server.on(tls ? 'secureConnection' : 'connection', (sock) => {
     sock.sbIndex = connections++;
     sockets.add(sock);
     sock.on('close', () => sockets.delete(sock));
@@ -101,7 +112,7 @@ export async function startFakeServer({ fallback } = {}) {
 
   return {
     port,
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     requests,
     get connections() {
       return connections;

@@ -1,6 +1,7 @@
 // The ollama backend end to end: the real binary in front of a fake Ollama server
 // (tests/fakes/ollama.mjs) speaking the native /api/chat NDJSON, driven through the OpenAI inbound
-// API (fetch and the official `openai` SDK). Checks the wire (exact body, options), text, usage
+// API (fetch and the official `openai` SDK) and Ollama's own (keep_alive and unload passed on).
+// Checks the wire (exact body, options), text, usage
 // (streamed equal to non-streamed), tool calls, and the fault paths: Ollama's {"error"} bodies
 // passed back, 5xx → 502, a slow first byte → 504, an error line or a reset mid-stream → an error
 // chunk and no [DONE].
@@ -137,6 +138,25 @@ describe('ollama backend', { timeout: TEST_TIMEOUT_MS }, () => {
     assert.deepEqual(got, calls.map((c) => ({ id: c.id, name: c.name, args: JSON.stringify(c.arguments) })));
     assert.equal(finish, 'tool_calls');
     assert.deepEqual(fake.last().json.tools.map((t) => t.function.name), ['get_weather', 'get_time']);
+  });
+
+  it('keep_alive and the unload idiom pass through to the Ollama server', async () => {
+    fake.push(reply({ text: '', doneReason: 'unload', promptEvalCount: 0, evalCount: 0 }));
+    const res = await post(server, '/api/generate', { model: 'llama', keep_alive: 0, stream: false });
+    assert.equal(res.status, 200, describeRes(res));
+    assert.equal(res.json.done_reason, 'unload');
+    assert.equal(res.json.response, '');
+    const sent = fake.last().json;
+    assert.equal(fake.last().path, '/api/chat');
+    assert.deepEqual(sent.messages, [], "the server's own unload: nothing to generate from");
+    assert.equal(sent.keep_alive, 0);
+
+    fake.push(reply({ text: 'Hi.' }));
+    const chat = await post(server, '/api/chat', { ...chatBody(), keep_alive: '1h30m', stream: false });
+    assert.equal(chat.status, 200, describeRes(chat));
+    assert.equal(chat.json.message.content, 'Hi.');
+    assert.equal(fake.last().json.keep_alive, 5400, 'in seconds, as Ollama reads a number');
+    assert.equal(fake.last().json.messages.length, 2);
   });
 
   it("Ollama's 404 error → 404 with its message", async () => {

@@ -123,6 +123,8 @@ before(async () => {
         deadRemote('dead1', { fallback: ['dead2'] }),
         deadRemote('dead2'),
       ],
+      // These tests pin each model's own chain; the hybrid default would add local fallbacks.
+      extra: { policy: { default: 'none' } },
     }),
   );
   wired = /fallback chain primary -> backup/.test(server.output());

@@ -50,6 +50,8 @@ before(async () => {
       ],
       extra: {
         ledger: { path: db, commit_interval_ms: 20 },
+        // Failing cloud requests must fail here; the hybrid default would serve them locally.
+        policy: { default: 'none' },
         pricing: [{ model: 'gpt-4o-mini', input_per_mtok: '1', cached_input_per_mtok: '0.5', output_per_mtok: '2' }],
       },
     }),

@@ -156,3 +156,37 @@ describe('policy routing when the local model cannot serve', { timeout: TEST_TIM
     assert.equal(fake.connections, 0);
   });
 });
+
+describe('the hybrid policy is the default without a policy section', { timeout: TEST_TIMEOUT_MS }, () => {
+  let fake;
+  let server;
+
+  before(async () => {
+    fake = await startOpenAIFake();
+    server = await startServer(makeConfig({ models: [modelEntry({ name: 'local' }), cloud(fake, 'cloud')] }));
+  });
+  after(async () => {
+    if (server) await server.stop();
+    if (fake) await fake.close();
+  });
+
+  it('a cloud alias that fails falls back to the local model, and the route says so', async () => {
+    fake.reset();
+    fake.push({ status: 500, body: { error: { message: 'upstream broke', type: 'server_error' } } });
+    const res = await post(server, CHAT, chatBody('cloud', 'Once upon a time'));
+    assert.equal(res.status, 200, describeRes(res));
+    assert.equal(fake.requests.length, 1);
+    assert.equal(res.headers.get('x-switchboard-backend'), 'local');
+    assert.match(res.headers.get('x-switchboard-route'), /backend=local; rule=default; reason="default hybrid: cloud alias, sensitivity low -> cloud first, local fallback"/);
+  });
+
+  it('detected secrets keep a cloud-alias request on the machine', async () => {
+    fake.reset();
+    const before = fake.connections;
+    const res = await post(server, CHAT, chatBody('cloud', 'My key is AKIAIOSFODNN7EXAMPLE, keep it safe.'));
+    assert.equal(res.status, 200, describeRes(res));
+    assert.equal(res.headers.get('x-switchboard-backend'), 'local');
+    assert.match(res.headers.get('x-switchboard-route'), /rule=default; reason="default hybrid: sensitivity high \(detected: [a-z_]+\) -> local only"/);
+    assert.equal(fake.connections, before);
+  });
+});

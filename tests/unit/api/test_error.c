@@ -104,3 +104,20 @@ Test(api_error, from_event_keeps_message_and_cuts_on_a_code_point)
     sb_api_error_from_event(&ev, &e);
     cr_expect_eq(strlen(e.message), 510);
 }
+
+Test(api_error, from_event_names_the_param_a_backend_named)
+{
+    struct sb_api_error e;
+    struct sb_event ev;
+
+    memset(&e, 'x', sizeof(e));
+    ev = error_event(SB_EINVAL, 400, "Invalid 'dimensions': 4096.");
+    sb_api_error_from_event(&ev, &e);
+    cr_expect_str_eq(e.param, "", "none named: empty, not left over");
+
+    ev.error.param = SB_STR_LIT("dimensions");
+    sb_api_error_from_event(&ev, &e);
+    cr_expect_str_eq(e.param, "dimensions");
+    cr_expect_eq(e.http_status, 400);
+    cr_expect_str_eq(e.type, "invalid_request_error");
+}

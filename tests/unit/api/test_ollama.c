@@ -188,15 +188,111 @@ Test(ollama_codec_parse, generate_is_templated_unless_raw)
 
 Test(ollama_codec_parse, generate_without_prompt_loads)
 {
-    cr_assert_eq(parse(SB_REQ_COMPLETION, "{\"model\":\"m\",\"keep_alive\":0,"
-                                          "\"options\":{\"num_predict\":50}}"),
-                 0, "%s", err.message);
+    cr_assert_eq(parse(SB_REQ_COMPLETION, "{\"model\":\"m\",\"options\":{\"num_predict\":50}}"), 0,
+                 "%s", err.message);
     cr_expect_eq(req.kind, SB_REQ_CHAT);
+    cr_expect_eq(req.model_op, SB_MODEL_OP_LOAD);
+    cr_expect(!req.has_keep_alive);
     cr_expect(req.from_prompt);
     cr_expect_eq(req.prompt.len, 0);
     cr_expect_eq(req.max_tokens, 1, "one token warms the model");
     cr_assert_eq(req.n_messages, 1);
     cr_expect(eq(req.messages[0].parts[0].text, ""));
+
+    cr_assert_eq(
+        parse(SB_REQ_COMPLETION, "{\"model\":\"m\",\"prompt\":\"\",\"keep_alive\":\"1h\"}"), 0,
+        "%s", err.message);
+    cr_expect_eq(req.model_op, SB_MODEL_OP_LOAD, "a load that also sets keep_alive");
+    cr_expect_eq(req.keep_alive_ns, INT64_C(3600000000000));
+
+    cr_assert_eq(parse(SB_REQ_COMPLETION, "{\"model\":\"m\",\"prompt\":\"hi\",\"keep_alive\":0}"),
+                 0);
+    cr_expect_eq(req.model_op, SB_MODEL_OP_NONE, "a prompt is generated from, then unloaded");
+    cr_expect(req.has_keep_alive);
+    cr_expect_eq(req.keep_alive_ns, 0);
+}
+
+Test(ollama_codec_parse, keep_alive_zero_without_prompt_or_messages_unloads)
+{
+    static const struct {
+        enum sb_request_kind kind;
+        const char *body;
+    } unloads[] = {
+        {SB_REQ_COMPLETION, "{\"model\":\"m\",\"keep_alive\":0}"},
+        {SB_REQ_COMPLETION, "{\"model\":\"m\",\"prompt\":\"\",\"keep_alive\":\"0s\"}"},
+        {SB_REQ_COMPLETION, "{\"model\":\"m\",\"raw\":true,\"keep_alive\":\"0\"}"},
+        {SB_REQ_CHAT, "{\"model\":\"m\",\"keep_alive\":0}"},
+        {SB_REQ_CHAT, "{\"model\":\"m\",\"messages\":[],\"keep_alive\":0.0}"},
+        {SB_REQ_CHAT, "{\"model\":\"m\",\"messages\":null,\"keep_alive\":\"0m\"}"},
+    };
+    for (size_t i = 0; i < SB_ARRAY_LEN(unloads); i++) {
+        cr_assert_eq(parse(unloads[i].kind, unloads[i].body), 0, "%s: %s", unloads[i].body,
+                     err.message);
+        cr_expect_eq(req.model_op, SB_MODEL_OP_UNLOAD, "%s", unloads[i].body);
+        cr_expect(req.has_keep_alive && req.keep_alive_ns == 0, "%s", unloads[i].body);
+        /* Backends that cannot unload serve it as a one-token chat. */
+        cr_expect_eq(req.kind, SB_REQ_CHAT, "%s", unloads[i].body);
+        cr_assert_eq(req.n_messages, 1, "%s", unloads[i].body);
+        cr_expect_eq(req.messages[0].role, SB_ROLE_USER);
+        cr_expect_eq(req.max_tokens, 1);
+    }
+}
+
+Test(ollama_codec_parse, chat_without_messages_loads)
+{
+    cr_assert_eq(parse(SB_REQ_CHAT, "{\"model\":\"m\",\"messages\":[],\"keep_alive\":-1,"
+                                    "\"options\":{\"num_predict\":9}}"),
+                 0, "%s", err.message);
+    cr_expect_eq(req.model_op, SB_MODEL_OP_LOAD);
+    cr_expect_eq(req.keep_alive_ns, SB_KEEP_ALIVE_FOREVER);
+    cr_expect(!req.from_prompt, "answered in chat's shape");
+    cr_expect_eq(req.max_tokens, 1, "num_predict does not make a load generate");
+    cr_assert_eq(req.n_messages, 1);
+    cr_expect(eq(req.messages[0].parts[0].text, ""));
+    cr_assert_eq(parse(SB_REQ_CHAT, "{\"model\":\"m\"}"), 0, "%s", err.message);
+    cr_expect_eq(req.model_op, SB_MODEL_OP_LOAD, "no messages at all loads too");
+    cr_assert_eq(parse(SB_REQ_CHAT, CHAT(",\"keep_alive\":\"5m\"")), 0);
+    cr_expect_eq(req.model_op, SB_MODEL_OP_NONE);
+}
+
+Test(ollama_codec_parse, keep_alive_durations_and_seconds)
+{
+    static const struct {
+        const char *value; /* JSON */
+        int64_t ns;
+    } cases[] = {
+        {"\"5m\"", INT64_C(300000000000)},
+        {"\"1h30m\"", INT64_C(5400000000000)},
+        {"\"10s\"", INT64_C(10000000000)},
+        {"\"250ms\"", INT64_C(250000000)},
+        {"\"0\"", 0},
+        {"0", 0},
+        {"30", INT64_C(30000000000)},
+        {"1.5", INT64_C(1500000000)},
+        {"\"300\"", INT64_C(300000000000)}, /* digits alone are seconds, as OLLAMA_KEEP_ALIVE */
+        {"-1", SB_KEEP_ALIVE_FOREVER},
+        {"-0.5", SB_KEEP_ALIVE_FOREVER},
+        {"\"-1\"", SB_KEEP_ALIVE_FOREVER},
+        {"\"-5m\"", SB_KEEP_ALIVE_FOREVER},
+        {"1e300", SB_KEEP_ALIVE_FOREVER},             /* longer than a nanosecond count holds */
+        {"\"3000000h\"", SB_KEEP_ALIVE_FOREVER},      /* the same, as a duration */
+        {"9223372036", INT64_C(9223372036000000000)}, /* the longest that is still a count */
+    };
+    char body[256];
+
+    for (size_t i = 0; i < SB_ARRAY_LEN(cases); i++) {
+        snprintf(body, sizeof(body), CHAT(",\"keep_alive\":%s"), cases[i].value);
+        cr_assert_eq(parse(SB_REQ_CHAT, body), 0, "%s: %s", body, err.message);
+        cr_expect(req.has_keep_alive, "%s", body);
+        cr_expect_eq(req.keep_alive_ns, cases[i].ns, "%s: %lld", body,
+                     (long long)req.keep_alive_ns);
+    }
+    cr_assert_eq(parse(SB_REQ_CHAT, CHAT(",\"keep_alive\":null")), 0);
+    cr_expect(!req.has_keep_alive, "null is not given");
+    cr_assert_eq(parse(SB_REQ_EMBED, "{\"model\":\"e\",\"input\":\"x\",\"keep_alive\":\"2m\"}"), 0);
+    cr_expect(req.has_keep_alive);
+    cr_expect_eq(req.keep_alive_ns, INT64_C(120000000000), "/api/embed takes it too");
+    cr_expect_eq(req.model_op, SB_MODEL_OP_NONE);
 }
 
 Test(ollama_codec_parse, embed_inputs)
@@ -248,8 +344,7 @@ static const struct bad_case bad_cases[] = {
     {SB_REQ_CHAT, "{" MSG "}", "model", "Missing required parameter: 'model'."},
     {SB_REQ_CHAT, "{\"model\":\"\"," MSG "}", "model", "empty string"},
     {SB_REQ_CHAT, "{\"model\":7," MSG "}", "model", "expected a string"},
-    {SB_REQ_CHAT, "{\"model\":\"m\"}", "messages", "Missing required"},
-    {SB_REQ_CHAT, "{\"model\":\"m\",\"messages\":[]}", "messages", "empty array"},
+    {SB_REQ_CHAT, "{\"model\":\"m\",\"messages\":{}}", "messages", "expected an array"},
     {SB_REQ_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"bot\",\"content\":\"x\"}]}",
      "messages[0].role", "'system', 'user', 'assistant', and 'tool'"},
     {SB_REQ_CHAT, "{\"model\":\"m\",\"messages\":[{\"role\":\"user\",\"content\":5}]}",
@@ -289,6 +384,15 @@ static const struct bad_case bad_cases[] = {
     {SB_REQ_CHAT, CHAT(",\"format\":\"xml\""), "format", "'json', or a JSON schema object"},
     {SB_REQ_CHAT, CHAT(",\"format\":5"), "format", "a string or a JSON schema object"},
     {SB_REQ_CHAT, CHAT(",\"keep_alive\":true"), "keep_alive", "a duration string"},
+    {SB_REQ_CHAT, CHAT(",\"keep_alive\":{\"minutes\":5}"), "keep_alive", "a duration string"},
+    {SB_REQ_CHAT, CHAT(",\"keep_alive\":\"5 parsecs\""), "keep_alive",
+     "'5 parsecs' is not a duration"},
+    {SB_REQ_CHAT, CHAT(",\"keep_alive\":\"\""), "keep_alive", "is not a duration"},
+    {SB_REQ_CHAT, CHAT(",\"keep_alive\":\"1h5\""), "keep_alive", "is not a duration"},
+    {SB_REQ_COMPLETION, "{\"model\":\"m\",\"keep_alive\":\"1d\"}", "keep_alive",
+     "units ns, us, ms, s, m, h"},
+    {SB_REQ_EMBED, "{\"model\":\"e\",\"input\":\"a\",\"keep_alive\":[]}", "keep_alive",
+     "a duration string"},
     {SB_REQ_CHAT, CHAT(",\"think\":5"), "think", "a boolean or 'high'"},
     {SB_REQ_CHAT, CHAT(",\"logprobs\":true"), "logprobs", "not supported"},
     {SB_REQ_CHAT, CHAT(",\"stream\":\"no\""), "stream", "expected a boolean"},
@@ -330,10 +434,10 @@ Test(ollama_codec_parse, errors_render_as_ollama_does)
 {
     struct sb_buf out;
 
-    cr_assert_eq(parse(SB_REQ_CHAT, "{\"model\":\"m\"}"), SB_EINVAL);
+    cr_assert_eq(parse(SB_REQ_CHAT, "{\"messages\":[]}"), SB_EINVAL);
     sb_buf_init(&out, 4096);
     cr_assert_eq(sb_ollama_codec.write_error(&err, &out), 0);
-    cr_expect_str_eq(out.p, "{\"error\":\"Missing required parameter: 'messages'.\"}");
+    cr_expect_str_eq(out.p, "{\"error\":\"Missing required parameter: 'model'.\"}");
     sb_buf_reset(&out);
     sb_api_fail(&err, 404, "invalid_request_error", NULL, NULL, "model \"x\" not found");
     cr_assert_eq(sb_ollama_codec.write_error(&err, &out), 0);
@@ -619,6 +723,7 @@ Test(ollama_codec_render, load_request_answers_load)
     render_begin(&r, SB_REQ_CHAT, true);
     r.req.from_prompt = true;
     r.req.prompt = SB_STR_LIT("");
+    r.req.model_op = SB_MODEL_OP_LOAD;
     render_ready(&r);
     cr_assert_eq(emit(&r, ev_start()), 0);
     cr_assert_eq(emit(&r, ev_text("tok")), 0);
@@ -626,11 +731,53 @@ Test(ollama_codec_render, load_request_answers_load)
     cr_assert_eq(emit(&r, ev_finish(SB_FINISH_LENGTH)), 0);
     cr_expect_eq(r.out.p[r.out.len - 1], '\n');
     json_t *l = load(r.out.p);
+    cr_expect_str_eq(jstr(l, "model"), "llama3.2");
+    expect_stamp(l);
     cr_expect_str_eq(jstr(l, "response"), "");
     cr_expect(json_is_true(json_object_get(l, "done")));
     cr_expect_str_eq(jstr(l, "done_reason"), "load");
     json_decref(l);
     render_end(&r);
+}
+
+/* Ollama's load and unload answers, for /api/generate and /api/chat, streamed or not: exactly
+ * these keys, whatever the backend sent for them. */
+Test(ollama_codec_render, load_and_unload_answer_in_each_shape)
+{
+    static const struct {
+        bool generate, stream;
+        enum sb_model_op op;
+        const char *reason;
+    } cases[] = {
+        {true, false, SB_MODEL_OP_UNLOAD, "unload"},  {true, true, SB_MODEL_OP_UNLOAD, "unload"},
+        {false, false, SB_MODEL_OP_LOAD, "load"},     {false, true, SB_MODEL_OP_LOAD, "load"},
+        {false, false, SB_MODEL_OP_UNLOAD, "unload"},
+    };
+    for (size_t i = 0; i < SB_ARRAY_LEN(cases); i++) {
+        struct render r;
+        render_begin(&r, SB_REQ_CHAT, cases[i].stream);
+        r.req.from_prompt = cases[i].generate;
+        r.req.prompt = SB_STR_LIT("");
+        r.req.model_op = cases[i].op;
+        render_ready(&r);
+        cr_assert_eq(emit(&r, ev_start()), 0);
+        cr_assert_eq(emit(&r, ev_usage(0, 0)), 0);
+        cr_assert_eq(emit(&r, ev_finish(SB_FINISH_STOP)), 0);
+        cr_expect_eq(r.out.p[r.out.len - 1] == '\n', cases[i].stream, "case %zu", i);
+        json_t *l = load(r.out.p);
+        cr_expect_eq(json_object_size(l), 5, "case %zu: %s", i, r.out.p);
+        cr_expect_str_eq(jstr(l, "done_reason"), cases[i].reason, "case %zu", i);
+        cr_expect(json_is_true(json_object_get(l, "done")));
+        if (cases[i].generate) {
+            cr_expect_str_eq(jstr(l, "response"), "", "case %zu", i);
+        } else {
+            json_t *m = json_object_get(l, "message");
+            cr_expect_str_eq(jstr(m, "role"), "assistant", "case %zu", i);
+            cr_expect_str_eq(jstr(m, "content"), "", "case %zu", i);
+        }
+        json_decref(l);
+        render_end(&r);
+    }
 }
 
 Test(ollama_codec_render, stream_error_line)
@@ -793,6 +940,7 @@ static const struct sb_backend_info infos[] = {
      .kind = "local",
      .n_ctx = 8192,
      .ready = true,
+     .loaded = true,
      .created = 1700000000,
      .size = 1321098329,
      .size_vram = 1000,
@@ -802,6 +950,8 @@ static const struct sb_backend_info infos[] = {
      .digest = "abc123"},
     {.name = "nomic", .kind = "local", .ready = false, .embeddings = true, .n_params = 137000000},
     {.name = "gpt-4o", .kind = "openai", .ready = true, .expires_at = 1800000000},
+    /* Ready to load on demand, but not loaded: /api/ps leaves it out, as Ollama would. */
+    {.name = "lazy", .kind = "local", .ready = true, .loaded = false},
 };
 
 Test(ollama_codec_render, tags)
@@ -844,10 +994,10 @@ Test(ollama_codec_render, ps_lists_loaded_models)
     struct sb_buf out;
 
     sb_buf_init(&out, 1 << 16);
-    cr_assert_eq(sb_ollama_write_ps(infos, 3, &out), 0);
+    cr_assert_eq(sb_ollama_write_ps(infos, SB_ARRAY_LEN(infos), &out), 0);
     json_t *d = load(out.p);
     json_t *models = json_object_get(d, "models");
-    cr_assert_eq(json_array_size(models), 2, "only ready models are loaded");
+    cr_assert_eq(json_array_size(models), 2, "loaded local models and ready remote ones");
     json_t *m = json_array_get(models, 0);
     cr_expect_str_eq(jstr(m, "name"), "llama3.2");
     cr_expect_eq(jint(m, "size_vram"), 1000);

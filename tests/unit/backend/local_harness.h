@@ -84,7 +84,8 @@ struct run {
     char stop_seq[128];
     int err_code, err_status;
     char err_msg[512];
-    uint32_t queue_ms; /* from START */
+    char err_param[64]; /* the field an ERROR named, or "" */
+    uint32_t queue_ms;  /* from START */
     int n_embedding;
     float *vectors[RUN_MAX_VECTORS]; /* by input index, malloc'd */
     size_t dim;
@@ -160,6 +161,7 @@ static inline void on_event(struct sb_call *call, const struct sb_event *ev)
         r->err_code = ev->error.code;
         r->err_status = ev->error.http_status;
         copy_view(r->err_msg, sizeof r->err_msg, ev->error.message);
+        copy_view(r->err_param, sizeof r->err_param, ev->error.param);
         break;
     }
     if (ev->type == SB_EV_TEXT && r->cancel_after_texts && r->n_text == r->cancel_after_texts) {

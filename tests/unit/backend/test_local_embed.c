@@ -3,6 +3,8 @@
  * batching, limits, and the refusals that say what is wrong. */
 #include "local_harness.h"
 
+#include "backend/local_internal.h" /* sb__local_embed_normalize */
+
 #include <event2/thread.h>
 #include <math.h>
 
@@ -225,25 +227,103 @@ Test(local_embed, an_input_over_the_context_is_context_length_exceeded)
     event_base_free(base);
 }
 
-Test(local_embed, dimensions_other_than_the_models_are_refused)
+/* The shortening on its own, with vectors worked out by hand. */
+Test(local_embed, normalize_keeps_the_first_components_at_unit_length)
+{
+    const float v[] = {3, 4, 12, -84}; /* |v[0..2)| = 5, |v[0..3)| = 13, |v| = 85 */
+    float out[4];
+    sb__local_embed_normalize(v, 2, out);
+    cr_expect_float_eq(out[0], 0.6f, 1e-7);
+    cr_expect_float_eq(out[1], 0.8f, 1e-7);
+    sb__local_embed_normalize(v, 3, out);
+    cr_expect_float_eq(out[0], 3.0f / 13, 1e-7);
+    cr_expect_float_eq(out[2], 12.0f / 13, 1e-7);
+    sb__local_embed_normalize(v, 4, out);
+    cr_expect_float_eq(out[3], -84.0f / 85, 1e-7);
+    sb__local_embed_normalize(v, 1, out);
+    cr_expect_float_eq(out[0], 1.0f, 1e-7, "one component is its sign");
+
+    /* Shortening a unit vector and normalizing again is the same as normalizing the prefix. */
+    float unit[4], again[2];
+    sb__local_embed_normalize(v, 4, unit);
+    sb__local_embed_normalize(unit, 2, again);
+    cr_expect_float_eq(again[0], 0.6f, 1e-6);
+    cr_expect_float_eq(again[1], 0.8f, 1e-6);
+
+    /* In place, and a zero prefix stays zero rather than becoming NaN. */
+    float w[] = {0, 0, 7};
+    sb__local_embed_normalize(w, 2, w);
+    cr_expect(w[0] == 0 && w[1] == 0 && w[2] == 7, "%g %g %g", w[0], w[1], w[2]);
+}
+
+/* One request for input with dimensions dims (0 = the model's own); returns its vector. */
+static float *embed_one(struct sb_backend *b, struct event_base *base, struct sb_str *in,
+                        int32_t dims, size_t *dim)
+{
+    struct run r;
+    embed_init(&r, b, base, in, 1);
+    r.req.dimensions = dims;
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.n_error, 0, "dimensions %d: %s", (int)dims, r.err_msg);
+    cr_assert_eq(r.n_embedding, 1);
+    float *v = r.vectors[0];
+    r.vectors[0] = NULL;
+    *dim = r.dim;
+    run_free(&r);
+    return v;
+}
+
+Test(local_embed, dimensions_shorten_the_vector_and_renormalize_it)
 {
     struct sb_backend *b = open_embedder(MODEL_PLAIN, 0, 0);
     struct event_base *base = base_new();
     struct sb_str in[] = {SB_STR_LIT(PROMPT)};
-    struct run r, same;
+    size_t dim = 0;
+    float *full = embed_one(b, base, in, 0, &dim);
+    cr_assert_eq(dim, STORIES_DIM);
+    static const int32_t asked[] = {1, 16, 63};
+    for (size_t k = 0; k < SB_ARRAY_LEN(asked); k++) {
+        size_t n = (size_t)asked[k];
+        float *shortened = embed_one(b, base, in, asked[k], &dim);
+        cr_assert_eq(dim, n, "dimensions %zu gives %zu components", n, dim);
+        cr_expect_float_eq(dot(shortened, shortened, n), 1.0, 1e-5, "unit length");
+        /* The same direction as the full vector's first n components. */
+        double prefix = sqrt(dot(full, full, n));
+        cr_assert_gt(prefix, 0);
+        for (size_t i = 0; i < n; i++)
+            cr_expect_float_eq(shortened[i], full[i] / prefix, 1e-5, "component %zu of %zu", i, n);
+        free(shortened);
+    }
+    float *all = embed_one(b, base, in, STORIES_DIM, &dim);
+    cr_assert_eq(dim, STORIES_DIM);
+    cr_expect_leq(max_abs_diff(all, full, STORIES_DIM), 1e-6, "the model's width is the whole");
+    free(all);
+    free(full);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local_embed, dimensions_over_the_models_width_are_refused_with_the_param)
+{
+    struct sb_backend *b = open_embedder(MODEL_PLAIN, 0, 0);
+    struct event_base *base = base_new();
+    struct sb_str in[] = {SB_STR_LIT(PROMPT)};
+    struct run r;
     embed_init(&r, b, base, in, 1);
-    r.req.dimensions = 32;
+    r.req.dimensions = STORIES_DIM + 1;
     run_one(base, &r);
+    assert_well_formed(&r);
     cr_assert_eq(r.n_error, 1);
+    cr_assert_eq(r.n_embedding, 0);
     cr_assert_eq(r.err_status, 400);
-    cr_assert_eq(r.err_code, SB_EUNSUPPORTED);
-    cr_assert_not_null(strstr(r.err_msg, "64-dimensional"), "%s", r.err_msg);
-    embed_init(&same, b, base, in, 1);
-    same.req.dimensions = STORIES_DIM;
-    run_one(base, &same);
-    cr_assert_eq(same.n_embedding, 1, "%s", same.err_msg);
+    cr_assert_eq(r.err_code, SB_EINVAL);
+    cr_assert_str_eq(r.err_param, "dimensions");
+    cr_assert_not_null(strstr(r.err_msg, "between 1 and 64"), "%s", r.err_msg);
+    struct sb_backend_info info;
+    sb_backend_info(b, &info);
+    cr_assert_eq(info.busy_slots, 0, "the refused job gave its place back");
     run_free(&r);
-    run_free(&same);
     sb_backend_free(b);
     event_base_free(base);
 }

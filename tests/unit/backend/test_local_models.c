@@ -219,6 +219,146 @@ Test(local_models, a_positive_keep_alive_reports_when_the_model_expires)
 }
 
 /* -----------------------------------------------------------------------------------------------
+ * keep_alive per request, and unload requests (Ollama's)
+ * --------------------------------------------------------------------------------------------- */
+
+/* Runs one greedy completion that carries keep_alive ns. */
+static void complete_keeping(struct sb_backend *b, struct event_base *base, struct run *r,
+                             int64_t ns)
+{
+    run_init(r, b, base, PROMPT, 8);
+    r->req.has_keep_alive = true;
+    r->req.keep_alive_ns = ns;
+    run_one(base, r);
+    assert_well_formed(r);
+    cr_assert_eq(r->n_error, 0, "%s", r->err_msg);
+}
+
+/* Asks b to unload, as /api/generate with keep_alive 0 and no prompt does; checks the answer is an
+ * empty turn. */
+static void unload_ok(struct sb_backend *b, struct event_base *base)
+{
+    struct run r;
+    run_init(&r, b, base, "", 1);
+    r.req.kind = SB_REQ_CHAT; /* and no messages: the backend must not look at them */
+    r.req.model_op = SB_MODEL_OP_UNLOAD;
+    r.req.has_keep_alive = true;
+    r.req.keep_alive_ns = 0;
+    run_one(base, &r);
+    assert_well_formed(&r);
+    cr_assert_eq(r.n_error, 0, "%s", r.err_msg);
+    cr_assert_eq(r.n_text, 0, "an unload generates nothing");
+    cr_assert_eq(r.usage.prompt_tokens + r.usage.completion_tokens, 0);
+    cr_assert_eq(r.reason, SB_FINISH_STOP);
+    run_free(&r);
+}
+
+Test(local_models, a_request_keep_alive_zero_unloads_a_model_kept_forever)
+{
+    struct sb_backend *b = open_named("k", MODEL_PLAIN, false, -1);
+    struct event_base *base = base_new();
+    struct run r1, r2;
+    complete_keeping(b, base, &r1, 0);
+    await_loaded(b, false);
+    /* The next load starts from the configured keep_alive (-1) again. */
+    complete_ok(b, base, &r2);
+    struct sb_backend_info info = info_of(b);
+    cr_assert(info.loaded);
+    cr_assert_eq(info.expires_at, 0, "back to keep_alive -1 after the unload");
+    cr_assert_str_eq(r1.text.p, r2.text.p);
+    run_free(&r1);
+    run_free(&r2);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local_models, a_request_keep_alive_stays_in_force_for_later_requests)
+{
+    struct sb_backend *b = open_named("k", MODEL_PLAIN, false, -1);
+    struct event_base *base = base_new();
+    struct run r1, r2, r3;
+    complete_keeping(b, base, &r1, INT64_C(3600) * 1000000000);
+    struct sb_backend_info info = info_of(b);
+    cr_assert(info.loaded);
+    cr_assert_geq(info.expires_at, sb_unix_time() + 3500);
+    cr_assert_leq(info.expires_at, sb_unix_time() + 3600);
+    /* A request that says nothing keeps the last one's keep_alive, as Ollama's runner does. */
+    complete_ok(b, base, &r2);
+    info = info_of(b);
+    cr_assert_geq(info.expires_at, sb_unix_time() + 3500, "still an hour");
+    complete_keeping(b, base, &r3, SB_KEEP_ALIVE_FOREVER);
+    cr_assert_eq(info_of(b).expires_at, 0, "forever");
+    run_free(&r1);
+    run_free(&r2);
+    run_free(&r3);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local_models, an_unload_request_unloads_a_loaded_model_without_generating)
+{
+    struct sb_backend *b = open_named("u", MODEL_PLAIN, false, -1);
+    struct event_base *base = base_new();
+    cr_assert(info_of(b).loaded);
+    unload_ok(b, base);
+    await_loaded(b, false);
+    cr_assert(info_of(b).ready, "it loads again on demand");
+    struct run r;
+    complete_ok(b, base, &r);
+    struct sb_backend_info info = info_of(b);
+    cr_assert(info.loaded);
+    cr_assert_eq(info.expires_at, 0, "the unload's keep_alive 0 ended with that load");
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local_models, an_unload_request_never_loads_a_model)
+{
+    struct sb_backend *b = open_named("lazy", MODEL_CHATML, true, -1);
+    struct event_base *base = base_new();
+    unload_ok(b, base);
+    struct sb_backend_info info = info_of(b);
+    cr_assert_not(info.loaded);
+    cr_assert_not(info.loading, "nothing was queued to load it");
+    cr_assert_eq(info.queue_depth, 0);
+    /* Nor does it leave keep_alive 0 behind for the next load. */
+    struct run r;
+    complete_ok(b, base, &r);
+    info = info_of(b);
+    cr_assert(info.loaded);
+    cr_assert_eq(info.expires_at, 0);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+Test(local_models, an_embeddings_model_takes_unload_requests_and_keep_alive)
+{
+    struct sb_model_config cfg = model_config("emb", MODEL_PLAIN);
+    cfg.embeddings = true;
+    struct sb_backend *b = open_config(&cfg);
+    free(cfg.path);
+    struct event_base *base = base_new();
+    struct sb_str in[] = {SB_STR_LIT(PROMPT)};
+    struct run r;
+    run_init(&r, b, base, "", 0);
+    r.req.kind = SB_REQ_EMBED;
+    r.req.inputs = in;
+    r.req.n_inputs = 1;
+    r.req.has_keep_alive = true;
+    r.req.keep_alive_ns = INT64_C(600) * 1000000000;
+    run_one(base, &r);
+    cr_assert_eq(r.n_embedding, 1, "%s", r.err_msg);
+    cr_assert_geq(info_of(b).expires_at, sb_unix_time() + 500);
+    unload_ok(b, base);
+    await_loaded(b, false);
+    run_free(&r);
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
+/* -----------------------------------------------------------------------------------------------
  * A model that fails to load
  * --------------------------------------------------------------------------------------------- */
 

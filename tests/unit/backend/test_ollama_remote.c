@@ -232,6 +232,57 @@ Test(ollama_render, chat_exactly)
     free(body);
 }
 
+/* keep_alive goes upstream as Ollama reads it, and a load or unload is the server's own (no
+ * messages), so a remote model is loaded or unloaded without generating. */
+Test(ollama_render, keep_alive_and_unload_pass_through)
+{
+    struct sb_part empty = {.type = SB_PART_TEXT, .text = SB_STR_LIT("")};
+    struct sb_message m = {.role = SB_ROLE_USER, .parts = &empty, .n_parts = 1};
+    struct sb_request req;
+    sb_request_init(&req);
+    req.messages = &m;
+    req.n_messages = 1;
+    req.max_tokens = 1;
+    req.model_op = SB_MODEL_OP_UNLOAD;
+    req.has_keep_alive = true;
+    req.keep_alive_ns = 0;
+    char err[256];
+    char *body = render(&req, 0, err);
+    cr_assert_str_eq(body, "{\"model\":\"llama3.2\",\"messages\":[],\"stream\":true,"
+                           "\"keep_alive\":0,\"options\":{\"num_predict\":1}}");
+    free(body);
+
+    static const struct {
+        int64_t ns;
+        const char *json;
+    } values[] = {
+        {INT64_C(300000000000), "\"keep_alive\":300,"},
+        {SB_KEEP_ALIVE_FOREVER, "\"keep_alive\":-1,"},
+        {INT64_C(1500000000), "\"keep_alive\":\"1500000000ns\","},
+    };
+    req.model_op = SB_MODEL_OP_NONE;
+    for (size_t i = 0; i < SB_ARRAY_LEN(values); i++) {
+        req.keep_alive_ns = values[i].ns;
+        body = render(&req, 0, err);
+        cr_expect_not_null(strstr(body, values[i].json), "%s", body);
+        cr_expect_not_null(strstr(body, "\"messages\":[{\"role\":\"user\""), "%s", body);
+        free(body);
+    }
+
+    struct sb_str in = SB_STR_LIT("x");
+    sb_request_init(&req);
+    req.kind = SB_REQ_EMBED;
+    req.inputs = &in;
+    req.n_inputs = 1;
+    req.dimensions = 8;
+    req.has_keep_alive = true;
+    req.keep_alive_ns = INT64_C(60000000000);
+    body = render(&req, 0, err);
+    cr_assert_str_eq(body, "{\"model\":\"llama3.2\",\"input\":[\"x\"],\"dimensions\":8,"
+                           "\"keep_alive\":60}");
+    free(body);
+}
+
 Test(ollama_render, generate_embed_and_refusals)
 {
     struct sb_request req;

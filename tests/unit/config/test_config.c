@@ -233,7 +233,7 @@ Test(config_errors, wrong_type)
                                    "name, backend, path, sha256, context, threads, parallel, "
                                    "batch, gpu_layers, chat_template, embeddings, load, "
                                    "keep_alive, "
-                                   "queue, base_url, api_key, "
+                                   "queue, base_url, ca_file, api_key, "
                                    "upstream_model, region, aws_access_key_id, "
                                    "aws_secret_access_key, aws_session_token, timeouts, "
                                    "fallback, retries, breaker, got \"5\"\n");
@@ -245,8 +245,8 @@ Test(config_errors, wrong_type)
     expect_errors("listen:\n  host: \"a\\0b\"\n",
                   "t.yaml:2:9: listen.host: expected a string, got \"a\\u0000b\"\n");
     expect_errors("- a\n", "t.yaml:1:1: expected a mapping with keys listen, log_level, "
-                           "model_dirs, models, ledger, local, pricing, infra, privacy, "
-                           "policy, got a list\n");
+                           "model_dirs, models, ledger, local, ui, pricing, infra, privacy, "
+                           "policy, alerts, auth, budgets, got a list\n");
 }
 
 Test(config_errors, out_of_range)
@@ -271,8 +271,8 @@ Test(config_errors, unknown_key_with_and_without_suggestion)
     expect_errors(MODEL_A "    paralel: 2\n",
                   "t.yaml:5:5: models[0].paralel: unknown key; did you mean \"parallel\"?\n");
     expect_errors("colour: red\n", "t.yaml:1:1: colour: unknown key; expected one of listen, "
-                                   "log_level, model_dirs, models, ledger, local, pricing, "
-                                   "infra, privacy, policy\n");
+                                   "log_level, model_dirs, models, ledger, local, ui, pricing, "
+                                   "infra, privacy, policy, alerts, auth, budgets\n");
     expect_errors("log_level: inf\n", "t.yaml:1:12: log_level: expected one of debug, info, warn, "
                                       "error, got \"inf\"; did you mean \"info\"?\n");
 }
@@ -441,6 +441,7 @@ Test(config_summary, prints_what_was_understood)
                        "    keep_alive: -1\n"
                        "    queue: 128\n"
                        "    base_url: (not set)\n"
+                       "    ca_file: (not set)\n"
                        "    api_key: (not set)\n"
                        "    upstream_model: (not set)\n"
                        "    region: (not set)\n"
@@ -469,6 +470,9 @@ Test(config_summary, prints_what_was_understood)
                        "  content_logging: false\n"
                        "local:\n"
                        "  max_loaded: 0\n"
+                       "ui:\n"
+                       "  enabled: true\n"
+                       "  recent: 50\n"
                        "pricing: []\n"
                        "infra:\n"
                        "  hardware_usd: (not set)\n"
@@ -486,7 +490,29 @@ Test(config_summary, prints_what_was_understood)
                        "  detectors: []\n"
                        "policy:\n"
                        "  rules: []\n"
-                       "  default: hybrid\n";
+                       "  default: hybrid\n"
+                       "alerts:\n"
+                       "  webhook_url: (not set)\n"
+                       "  webhook_timeout_ms: 5000\n"
+                       "  webhook_retries: 2\n"
+                       "  instance: (not set)\n"
+                       "  queue_size: 64\n"
+                       "  spend_spike:\n"
+                       "    enabled: true\n"
+                       "    window_s: 300\n"
+                       "    baseline_s: 86400\n"
+                       "    factor: 3\n"
+                       "    min_usd: 1.00\n"
+                       "auth:\n"
+                       "  keys: off\n"
+                       "  store: \"\"\n"
+                       "budgets:\n"
+                       "  global:\n"
+                       "    usd: (not set)\n"
+                       "    period: month\n"
+                       "  teams: []\n"
+                       "  on_limit: deny\n"
+                       "  default_max_tokens: 4096\n";
     cr_assert_str_eq(out.p, want);
     sb_buf_free(&out);
     sb_config_free(cfg);

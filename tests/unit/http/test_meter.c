@@ -166,6 +166,56 @@ Test(meter, a_backend_failure_before_start_counts_one_attempt)
     cr_assert_eq(row.attempts, 1);
 }
 
+Test(meter, a_chain_lists_every_backend_it_tried)
+{
+    struct sb__meter m = {0};
+    struct sb_event ev = {.type = SB_EV_START};
+    struct sb_ledger_row row;
+    uint64_t gap;
+
+    /* Served after a fallback: START names the members started, the server last. */
+    m.model = SB_STR_LIT("primary");
+    m.tried = "primary";
+    ev.start.backend = SB_STR_LIT("backup");
+    ev.start.attempts = 3;
+    ev.start.tried = SB_STR_LIT("primary,backup");
+    sb__meter_event(&m, &ev, 10, &gap);
+    m.backend = "backup";
+    ev = (struct sb_event){.type = SB_EV_USAGE};
+    ev.usage = (struct sb_usage){.prompt_tokens = 30,
+                                 .cached_prompt_tokens = 10,
+                                 .cache_write_tokens = 15,
+                                 .completion_tokens = 2};
+    sb__meter_event(&m, &ev, 11, &gap);
+    /* An error passed through after START (no list of its own) keeps START's. */
+    ev = (struct sb_event){.type = SB_EV_ERROR};
+    ev.error.code = SB_EUPSTREAM;
+    ev.error.http_status = 502;
+    sb__meter_event(&m, &ev, 12, &gap);
+    m.status = 200;
+    sb__meter_row(&m, 1, 20, -1, &row);
+    cr_assert_str_eq(row.backends_tried, "primary,backup");
+    cr_assert_str_eq(row.backend, "backup");
+    cr_assert_eq(row.attempts, 3);
+    cr_assert_eq(row.cache_write_tokens, 15);
+    cr_assert_eq(row.cached_prompt_tokens, 10);
+
+    /* No member served: the chain's final ERROR says what it tried. */
+    struct sb__meter f = {0};
+    f.model = SB_STR_LIT("dead1");
+    f.tried = "dead1";
+    ev = (struct sb_event){.type = SB_EV_ERROR};
+    ev.error.code = SB_ECONNECT;
+    ev.error.http_status = 502;
+    ev.error.tried = SB_STR_LIT("dead1,dead2");
+    sb__meter_event(&f, &ev, 10, &gap);
+    f.status = 502;
+    sb__meter_row(&f, 1, 20, -1, &row);
+    cr_assert_str_eq(row.backends_tried, "dead1,dead2");
+    cr_assert_str_eq(row.backend, "");
+    cr_assert_eq(row.cache_write_tokens, 0);
+}
+
 Test(meter, long_names_are_cut_to_the_rows_arrays)
 {
     struct sb__meter m = {0};

@@ -1,6 +1,7 @@
-/* Tests for the ledger: rows land from many threads, group commit batches, close and flush drain,
- * a full queue drops and counts, retention deletes, migrations, and kill -9 loses nothing that a
- * flush confirmed and never corrupts the database. */
+/* Tests for the ledger on SQLite: rows land from many threads, group commit batches, close and
+ * flush drain, a full queue drops and counts, retention deletes, migrations (from an empty file and
+ * from schema version 1), content logging on and off, and kill -9 loses nothing that a flush
+ * confirmed and never corrupts the database. test_pg.c runs the same against PostgreSQL. */
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <sched.h>
@@ -156,10 +157,12 @@ Test(ledger, migrates_an_empty_database)
     cr_assert_eq(sb_ledger_close(l), 0);
     sqlite3 *db = db_open();
     assert_integrity_ok(db);
-    cr_assert_eq(db_int(db, "SELECT version FROM schema_version"), 1);
+    cr_assert_eq(db_int(db, "SELECT version FROM schema_version"), 2);
     cr_assert_eq(db_int(db, "SELECT count(*) FROM schema_version"), 1);
-    static const char *const indexes[] = {"requests_ts", "requests_backend_ts", "requests_model_ts",
-                                          "requests_key_ts"};
+    static const char *const indexes[] = {
+        "requests_ts",     "requests_backend_ts",        "requests_model_ts",
+        "requests_key_ts", "request_content_request_id", "request_content_ts",
+    };
     for (size_t i = 0; i < SB_ARRAY_LEN(indexes); i++) {
         char sql[160];
         snprintf(sql, sizeof sql,
@@ -178,7 +181,66 @@ Test(ledger, migrates_an_empty_database)
     l = open_ok(config(50, 16, 0));
     cr_assert_eq(sb_ledger_close(l), 0);
     db = db_open();
-    cr_assert_eq(db_int(db, "SELECT version FROM schema_version"), 1);
+    cr_assert_eq(db_int(db, "SELECT version FROM schema_version"), 2);
+    sqlite3_close(db);
+}
+
+/* Schema version 1 as it was released: a ledger an older build wrote. */
+static const char schema_v1[] =
+    "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+    "INSERT INTO schema_version VALUES (1);"
+    "CREATE TABLE requests (id INTEGER PRIMARY KEY, ts_ms INTEGER NOT NULL, request_id TEXT NOT "
+    "NULL, key_id TEXT NOT NULL DEFAULT '', team TEXT NOT NULL DEFAULT '', api TEXT NOT NULL, "
+    "model TEXT NOT NULL, backends_tried TEXT NOT NULL DEFAULT '', backend TEXT NOT NULL DEFAULT "
+    "'', rule_id TEXT NOT NULL DEFAULT '', sensitivity TEXT NOT NULL DEFAULT '', pii_counts TEXT "
+    "NOT NULL DEFAULT '', status INTEGER NOT NULL, error_class TEXT NOT NULL DEFAULT '', "
+    "prompt_tokens INTEGER NOT NULL DEFAULT 0, cached_prompt_tokens INTEGER NOT NULL DEFAULT 0, "
+    "completion_tokens INTEGER NOT NULL DEFAULT 0, queue_ms REAL, ttft_ms REAL, latency_ms REAL "
+    "NOT NULL, tokens_per_s REAL, cost_microusd INTEGER, streamed INTEGER NOT NULL, attempts "
+    "INTEGER NOT NULL);"
+    "CREATE INDEX requests_ts ON requests(ts_ms);"
+    "CREATE INDEX requests_backend_ts ON requests(backend, ts_ms);"
+    "CREATE INDEX requests_model_ts ON requests(model, ts_ms);"
+    "CREATE INDEX requests_key_ts ON requests(key_id, ts_ms);"
+    "INSERT INTO requests (ts_ms, request_id, api, model, status, prompt_tokens, latency_ms, "
+    "streamed, attempts) VALUES (1700000000000, 'req_old', 'openai', 'm', 200, 5, 1.5, 0, 1);";
+
+Test(ledger, migrates_a_version_1_ledger)
+{
+    sqlite3 *db = NULL;
+    cr_assert_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(db, schema_v1, NULL, NULL, NULL), SQLITE_OK, "%s",
+                 sqlite3_errmsg(db));
+    sqlite3_close(db);
+
+    /* A reader of the old file sees no cache-write column: zeros, not an error. */
+    struct sb_ledger_reader *rd = NULL;
+    char err[512] = "";
+    cr_assert_eq(sb_ledger_reader_open(db_path, &rd, err, sizeof err), 0, "%s", err);
+    struct sb_ledger_filter f = {.since_ms = 0, .until_ms = INT64_MAX};
+    struct sb_ledger_agg *a = NULL;
+    size_t n = 0;
+    cr_assert_eq(sb_ledger_aggregate(rd, SB_LEDGER_GROUP_ALL, &f, &a, &n), 0);
+    cr_assert_eq(a[0].requests, 1);
+    cr_assert_eq(a[0].cache_write_tokens, 0);
+    free(a);
+    sb_ledger_reader_close(rd);
+
+    struct sb_ledger *l = open_ok(config(50, 16, 0));
+    struct sb_ledger_row row;
+    fill_row(&row, 1);
+    row.cache_write_tokens = 3;
+    cr_assert_eq(sb_ledger_record(l, &row), 0);
+    cr_assert_eq(sb_ledger_close(l), 0);
+    db = db_open();
+    assert_integrity_ok(db);
+    cr_assert_eq(db_int(db, "SELECT version FROM schema_version"), 2);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM requests"), 2);
+    cr_assert_eq(db_int(db, "SELECT cache_write_tokens FROM requests WHERE request_id = 'req_old'"),
+                 0);
+    cr_assert_eq(db_int(db, "SELECT cache_write_tokens FROM requests WHERE request_id = 'req_1'"),
+                 3);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM request_content"), 0);
     sqlite3_close(db);
 }
 
@@ -215,12 +277,16 @@ Test(ledger, explains_a_missing_folder)
 
 Test(ledger, refuses_what_it_cannot_serve)
 {
+    /* A PostgreSQL URL goes to the PostgreSQL store; nothing listens on port 1. */
     struct sb_ledger_config cfg = config(50, 16, 0);
-    cfg.path = "postgres://ledger@db/switchboard";
+    cfg.path = "postgres://ledger:s3cret-pw@127.0.0.1:1/switchboard";
     struct sb_ledger *l = NULL;
     char err[512] = "";
-    cr_assert_eq(sb_ledger_open(&cfg, &l, err, sizeof err), SB_EUNSUPPORTED);
-    cr_assert_not_null(strstr(err, "PostgreSQL"), "%s", err);
+    cr_assert_eq(sb_ledger_open(&cfg, &l, err, sizeof err), SB_EIO);
+    cr_assert_null(l);
+    cr_assert_not_null(strstr(err, "cannot connect to PostgreSQL"), "%s", err);
+    cr_assert_not_null(strstr(err, "127.0.0.1"), "%s", err);
+    cr_assert_null(strstr(err, "s3cret-pw"), "%s", err);
     cfg = config(0, 16, 0);
     cr_assert_eq(sb_ledger_open(&cfg, &l, err, sizeof err), SB_EINVAL);
     cfg = config(50, 0, 0);
@@ -246,6 +312,7 @@ Test(ledger, a_row_round_trips)
     sb_ledger_copy(row.pii_counts, sizeof row.pii_counts, SB_STR_LIT("{\"email\":2}"));
     sb_ledger_copy(row.error_class, sizeof row.error_class, SB_STR_LIT(""));
     row.cached_prompt_tokens = 4;
+    row.cache_write_tokens = 3;
     row.queue_ms = 1.5;
     row.ttft_ms = 90.25;
     row.tokens_per_s = 55.5;
@@ -269,8 +336,8 @@ Test(ledger, a_row_round_trips)
                                     "backends_tried, backend, rule_id, sensitivity, pii_counts, "
                                     "status, error_class, prompt_tokens, cached_prompt_tokens, "
                                     "completion_tokens, queue_ms, ttft_ms, latency_ms, "
-                                    "tokens_per_s, cost_microusd, streamed, attempts "
-                                    "FROM requests ORDER BY id",
+                                    "tokens_per_s, cost_microusd, streamed, attempts, "
+                                    "cache_write_tokens FROM requests ORDER BY id",
                                     -1, &st, NULL),
                  SQLITE_OK);
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
@@ -297,6 +364,7 @@ Test(ledger, a_row_round_trips)
     cr_assert_eq(sqlite3_column_int64(st, 20), 1234);
     cr_assert_eq(sqlite3_column_int(st, 21), 1);
     cr_assert_eq(sqlite3_column_int(st, 22), 2);
+    cr_assert_eq(sqlite3_column_int64(st, 23), 3);
 
     cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
     /* ts_ms 0 means "now". */
@@ -524,6 +592,159 @@ Test(ledger, retention_deletes_old_rows_in_batches)
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * Content logging
+ * ------------------------------------------------------------------------------------------- */
+/* The texts one request's content carries: a prompt with a marker no other part of a row holds,
+ * and a completion with a non-ASCII character, a stray byte and a NUL (which become U+FFFD). */
+static const char prompt_json[] = "{\"messages\":[{\"role\":\"user\",\"content\":\"tangerine-"
+                                  "walrus-8812\"}]}";
+static const char completion[] = "Caf\xc3\xa9 \xff ok\0end";
+static const char completion_stored[] = "Caf\xc3\xa9 \xef\xbf\xbd ok\xef\xbf\xbd"
+                                        "end";
+
+static void record_with_content(struct sb_ledger *l, int64_t i)
+{
+    struct sb_ledger_row row;
+    fill_row(&row, i);
+    row.ts_ms = 1700000000000 + i;
+    cr_assert_eq(sb_ledger_record_content(l, &row, SB_STR_LIT(prompt_json),
+                                          (struct sb_str){completion, sizeof completion - 1}),
+                 0);
+}
+
+/* Whether needle is anywhere in the bytes of the file at path (a missing file holds nothing). */
+static bool file_holds(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return false;
+    struct sb_buf b;
+    sb_buf_init(&b, 64 << 20);
+    char chunk[65536];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0)
+        cr_assert_eq(sb_buf_append(&b, chunk, n), 0);
+    fclose(f);
+    bool found = b.len > 0 && memmem(b.p, b.len, needle, strlen(needle)) != NULL;
+    sb_buf_free(&b);
+    return found;
+}
+
+Test(ledger, content_logging_records_the_text_beside_the_row)
+{
+    struct sb_ledger_config cfg = config(50, 16, 0);
+    cfg.content_logging = true;
+    struct sb_ledger *l = open_ok(cfg);
+    cr_assert(sb_ledger_content_logging(l));
+    record_with_content(l, 1);
+    /* A row recorded without text has none. */
+    struct sb_ledger_row bare;
+    fill_row(&bare, 2);
+    cr_assert_eq(sb_ledger_record(l, &bare), 0);
+    cr_assert_eq(sb_ledger_close(l), 0);
+
+    sqlite3 *db = db_open();
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM requests"), 2);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM request_content"), 1);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(db,
+                                    "SELECT request_id, ts_ms, prompt_json, completion_text "
+                                    "FROM request_content",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 0), "req_1");
+    cr_assert_eq(sqlite3_column_int64(st, 1), 1700000000001);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 2), prompt_json);
+    cr_assert_str_eq((const char *)sqlite3_column_text(st, 3), completion_stored);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+Test(ledger, content_logging_off_keeps_the_text_out_of_the_file)
+{
+    struct sb_ledger *l = open_ok(config(50, 64, 0));
+    cr_assert(!sb_ledger_content_logging(l));
+    cr_assert(!sb_ledger_content_logging(NULL));
+    for (int i = 0; i < 20; i++)
+        record_with_content(l, i);
+    cr_assert_eq(sb_ledger_flush(l), 0);
+    /* While open (rows in the WAL) and after close (checkpointed into the file). */
+    static const char *const suffixes[] = {"", "-wal"};
+    char p[160];
+    for (size_t i = 0; i < SB_ARRAY_LEN(suffixes); i++) {
+        snprintf(p, sizeof p, "%s%s", db_path, suffixes[i]);
+        cr_assert(!file_holds(p, "tangerine-walrus"), "%s holds the prompt", p);
+    }
+    cr_assert_eq(sb_ledger_close(l), 0);
+    cr_assert_eq(file_count(), 20);
+    cr_assert(!file_holds(db_path, "tangerine-walrus"));
+    cr_assert(!file_holds(db_path, "Caf\xc3\xa9"));
+    sqlite3 *db = db_open();
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM request_content"), 0);
+    sqlite3_close(db);
+}
+
+Test(ledger, text_beyond_what_may_wait_is_left_out_not_the_row)
+{
+    /* 64 MiB of text may wait: 16 prompts of 4 MiB (each cut to SB_LEDGER_CONTENT_MAX), so the
+     * 17th, queued while the writer is held, goes without its text. */
+    enum { ROWS = 17 };
+    struct sb_ledger_config cfg = config(50, 64, 0);
+    cfg.content_logging = true;
+    struct sb_ledger *l = open_ok(cfg);
+    size_t big = SB_LEDGER_CONTENT_MAX + 100;
+    char *prompt = malloc(big);
+    cr_assert_not_null(prompt);
+    memset(prompt, 'p', big);
+    sb__ledger_hold(l, true);
+    for (int i = 0; i < ROWS; i++) {
+        struct sb_ledger_row row;
+        fill_row(&row, i);
+        cr_assert_eq(
+            sb_ledger_record_content(l, &row, (struct sb_str){prompt, big}, SB_STR_LIT("")), 0);
+    }
+    free(prompt);
+    struct sb_ledger_stats s;
+    sb_ledger_get_stats(l, &s);
+    cr_assert_eq(s.recorded, ROWS);
+    cr_assert_eq(s.content_dropped, 1);
+    sb__ledger_hold(l, false);
+    cr_assert_eq(sb_ledger_close(l), 0);
+    sqlite3 *db = db_open();
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM requests"), ROWS);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM request_content"), ROWS - 1);
+    cr_assert_eq(db_int(db, "SELECT max(length(prompt_json)) FROM request_content"),
+                 (int64_t)SB_LEDGER_CONTENT_MAX);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM request_content WHERE request_id = 'req_16'"), 0);
+    sqlite3_close(db);
+}
+
+Test(ledger, retention_deletes_old_text_too)
+{
+    struct sb_ledger_config cfg = config(50, 64, 0);
+    cfg.content_logging = true;
+    struct sb_ledger *l = open_ok(cfg);
+    record_with_content(l, 1); /* in 2023: old */
+    struct sb_ledger_row row;
+    fill_row(&row, 2);
+    row.ts_ms = unix_ms();
+    cr_assert_eq(sb_ledger_record_content(l, &row, SB_STR_LIT("{}"), SB_STR_LIT("recent")), 0);
+    cr_assert_eq(sb_ledger_close(l), 0);
+    cfg.retention_days = 7;
+    l = open_ok(cfg);
+    cr_assert_eq(sb_ledger_flush(l), 0);
+    cr_assert_eq(sb_ledger_close(l), 0);
+    sqlite3 *db = db_open();
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM requests"), 1);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM request_content"), 1);
+    cr_assert_eq(db_int(db, "SELECT count(*) FROM request_content WHERE completion_text = "
+                            "'recent'"),
+                 1);
+    sqlite3_close(db);
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Durability: a child records and flushes in a loop, telling the parent through a pipe how many
  * rows each flush confirmed; the parent kills it with SIGKILL mid-stream and checks the file.
  * ------------------------------------------------------------------------------------------- */
@@ -617,8 +838,19 @@ Test(ledger_row, every_field_has_a_column)
     }
     /* Every byte of the row that is not padding belongs to a column. */
     size_t fields = 8 + 40 + 64 + 64 + sizeof(enum sb_api) + 96 + 256 + 96 + 64 + 16 + 128 + 32 +
-                    4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + sizeof(bool);
+                    4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + 8 + sizeof(bool);
     cr_assert_eq(covered, fields);
+}
+
+Test(ledger_row, urls_are_shown_without_their_password)
+{
+    char out[128];
+    sb_ledger_display_name("postgres://sb:hunter2@db.internal:5432/ledger", out, sizeof out);
+    cr_assert_str_eq(out, "postgres://sb:***@db.internal:5432/ledger");
+    sb_ledger_display_name("/var/lib/switchboard/ledger.db", out, sizeof out);
+    cr_assert_str_eq(out, "/var/lib/switchboard/ledger.db");
+    sb_ledger_display_name(NULL, out, sizeof out);
+    cr_assert_str_eq(out, "");
 }
 
 static struct sb_config *parse(const char *text, const char *base_dir)
@@ -657,6 +889,21 @@ Test(ledger_config, defaults_and_paths)
     sb_config_free(cfg);
     cfg = parse("ledger:\n  path: postgres://u@h/db\n", "/etc/sb");
     cr_assert_str_eq(cfg->ledger.path, "postgres://u@h/db");
+    sb_config_free(cfg);
+}
+
+Test(ledger_config, a_urls_password_is_never_printed)
+{
+    struct sb_config *cfg =
+        parse("ledger:\n  path: postgres://sb:hunter2@db.internal:5432/ledger\n", "/etc/sb");
+    cr_assert_str_eq(cfg->ledger.path, "postgres://sb:hunter2@db.internal:5432/ledger");
+    struct sb_buf out;
+    sb_buf_init(&out, 1 << 20);
+    sb_config_print_summary(cfg, &out);
+    cr_assert_not_null(strstr(out.p, "path: \"postgres://sb:***@db.internal:5432/ledger\""), "%s",
+                       out.p);
+    cr_assert_null(strstr(out.p, "hunter2"), "%s", out.p);
+    sb_buf_free(&out);
     sb_config_free(cfg);
 }
 

@@ -481,18 +481,23 @@ Test(report, html_is_self_contained_and_balanced)
 
 Test(report, unreadable_ledgers_say_why)
 {
-    struct sb_report_params p = {.ledger = "postgres://db/ledger", .window_ms = DAY};
+    /* Nothing listens on port 1: the server cannot be reached. */
+    struct sb_report_params p = {.ledger = "postgres://sb:hunter2@127.0.0.1:1/ledger",
+                                 .window_ms = DAY};
     struct sb_buf out;
     sb_buf_init(&out, 1 << 20);
     char err[512] = "";
-    cr_assert_eq(sb_report_write(&p, &out, err, sizeof err), SB_EUNSUPPORTED);
-    cr_assert_not_null(strstr(err, "not supported yet"), "%s", err);
+    cr_assert_eq(sb_report_write(&p, &out, err, sizeof err), SB_EIO);
+    cr_assert_not_null(strstr(err, "cannot connect to PostgreSQL"), "%s", err);
+    cr_assert_not_null(strstr(err, "postgres://sb:***@127.0.0.1:1/ledger"), "%s", err);
+    cr_assert_null(strstr(err, "hunter2"), "%s", err);
     p.ledger = db_path; /* not created */
     cr_assert_eq(sb_report_write(&p, &out, err, sizeof err), SB_EIO);
     cr_assert_not_null(strstr(err, "cannot open"), "%s", err);
     enum sb_advice v;
-    p.ledger = "postgresql://x";
-    cr_assert_eq(sb_advise_write(&p, &out, &v, err, sizeof err), SB_EUNSUPPORTED);
+    p.ledger = "postgresql://127.0.0.1:1/x";
+    cr_assert_eq(sb_advise_write(&p, &out, &v, err, sizeof err), SB_EIO);
+    cr_assert_not_null(strstr(err, "127.0.0.1"), "%s", err);
     sb_buf_free(&out);
 }
 

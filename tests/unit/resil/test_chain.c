@@ -223,6 +223,8 @@ struct run {
     bool err_retryable;
     uint32_t err_retry_after_ms;
     char err_msg[2400];
+    char err_param[64];
+    char tried[256]; /* START's, or the final ERROR's */
 };
 
 static void copy_view(char *dst, size_t cap, struct sb_str s)
@@ -245,6 +247,7 @@ static void on_event(struct sb_call *call, const struct sb_event *ev)
         r->n_start++;
         copy_view(r->backend, sizeof r->backend, ev->start.backend);
         r->attempts = ev->start.attempts;
+        copy_view(r->tried, sizeof r->tried, ev->start.tried);
         break;
     case SB_EV_TEXT: r->n_text++; break;
     case SB_EV_USAGE: r->n_usage++; break;
@@ -260,6 +263,9 @@ static void on_event(struct sb_call *call, const struct sb_event *ev)
         r->err_retryable = ev->error.retryable;
         r->err_retry_after_ms = ev->error.retry_after_ms;
         copy_view(r->err_msg, sizeof r->err_msg, ev->error.message);
+        copy_view(r->err_param, sizeof r->err_param, ev->error.param);
+        if (ev->error.tried.len > 0)
+            copy_view(r->tried, sizeof r->tried, ev->error.tried);
         break;
     default: break;
     }
@@ -355,12 +361,14 @@ Test(chain, a_member_whose_context_is_too_small_is_skipped_not_tried)
     /* One attempt: the small model was never started (a try would have failed with
      * SB_ECONTEXT and counted). */
     assert_served_by(&r, "big", 1);
+    cr_assert_str_eq(r.tried, "big", "a member skipped is not tried");
     cr_assert_eq(metric("switchboard_fallbacks_total{from=\"small\",to=\"big\"}"), 1);
 
     /* A prompt that fits is served by the first member. */
     run_init(&r, c, SHORT_PROMPT, 4);
     run(&r);
     assert_served_by(&r, "small", 1);
+    cr_assert_str_eq(r.tried, "small");
 
     struct sb_backend_info info;
     sb_backend_info(c, &info);
@@ -408,6 +416,7 @@ Test(chain, a_member_whose_breaker_is_open_is_skipped)
     run_init(&r, c, SHORT_PROMPT, 4);
     run(&r);
     assert_served_by(&r, "b", 1);
+    cr_assert_str_eq(r.tried, "b");
     struct sb_breaker_stats st;
     sb_breaker_stats(br, &st);
     cr_assert_eq(st.rejected, 1);
@@ -437,6 +446,7 @@ Test(chain, every_breaker_open_is_503_with_retry_after)
     cr_assert(r.err_retryable);
     cr_assert(r.err_retry_after_ms > 0 && r.err_retry_after_ms <= 3600u * 1000u);
     cr_assert_not_null(strstr(r.err_msg, "a: skipped, circuit breaker open"), "%s", r.err_msg);
+    cr_assert_str_eq(r.tried, "", "nothing was started");
     sb_backend_free(c);
     sb_breaker_free(br);
     sb_backend_free(a);
@@ -458,6 +468,7 @@ Test(chain, connection_refused_is_retried_then_falls_back)
     run(&r);
     /* Three tries of "down" (the first and two retries), then one of "local". */
     assert_served_by(&r, "local", 4);
+    cr_assert_str_eq(r.tried, "down,local", "each member once, however many tries");
     cr_assert_eq(metric("switchboard_retries_total{backend=\"down\"}"), 2);
     cr_assert_eq(metric("switchboard_fallbacks_total{from=\"down\",to=\"local\"}"), 1);
     /* Three consecutive failures opened its breaker... */
@@ -490,6 +501,7 @@ Test(chain, when_every_try_fails_the_last_error_says_what_was_tried)
     cr_assert_eq(r.err_code, SB_ECONNECT);
     cr_assert_eq(r.err_status, 502);
     cr_assert_not_null(strstr(r.err_msg, "down: 2 tries, last connect (502)"), "%s", r.err_msg);
+    cr_assert_str_eq(r.tried, "down");
     sb_backend_free(c);
     sb_backend_free(down);
 }
@@ -521,6 +533,7 @@ Test(chain, server_errors_are_retried_then_fall_back)
     run_init(&r, c, SHORT_PROMPT, 4);
     run(&r);
     assert_served_by(&r, "ok", 4);
+    cr_assert_str_eq(r.tried, "failing,ok");
     cr_assert_eq(fx.hits[S_E500], 3);
     sb_backend_free(c);
     sb_backend_free(failing);
@@ -545,6 +558,39 @@ Test(chain, the_clients_own_error_is_neither_retried_nor_passed_on)
     sb_backend_free(c);
     sb_backend_free(strict);
     sb_backend_free(ok);
+}
+
+/* A member's refusal that names the request field at fault keeps the name through the chain, so
+ * the client's error says which field (OpenAI's param). */
+Test(chain, a_members_error_keeps_the_param_it_names)
+{
+    const char *dir = getenv("SWITCHBOARD_MODELS");
+    struct sb_buf path;
+    sb_buf_init(&path, 4096);
+    cr_assert_eq(sb_buf_printf(&path, "%s/%s", dir && *dir ? dir : "../shared/models", MODEL), 0);
+    struct sb_model_config cfg = {.name = "emb", .backend = "local", .path = path.p};
+    cfg.embeddings = true;
+    cfg.keep_alive = -1;
+    struct sb_backend *emb = NULL;
+    char err[512] = "";
+    cr_assert_eq(sb_local_backend_ops.create(&cfg, &emb, err, sizeof err), 0, "%s", err);
+    sb_buf_free(&path);
+    struct sb_chain_member m[] = {member(emb, NULL, 2)};
+    struct sb_backend *c = chain(m, 1);
+    struct sb_str input = SB_STR_LIT(SHORT_PROMPT);
+    struct run r;
+    run_init(&r, c, "", 0);
+    r.req.kind = SB_REQ_EMBED;
+    r.req.inputs = &input;
+    r.req.n_inputs = 1;
+    r.req.dimensions = 100000; /* far past the model's width */
+    run(&r);
+    cr_assert_eq(r.n_error, 1);
+    cr_assert_eq(r.err_status, 400);
+    cr_assert_str_eq(r.err_param, "dimensions");
+    cr_assert_not_null(strstr(r.err_msg, "dimensions"), "%s", r.err_msg);
+    sb_backend_free(c);
+    sb_backend_free(emb);
 }
 
 Test(chain, a_stream_that_fails_after_start_is_forwarded_as_is)
