@@ -358,7 +358,7 @@ int sb__json_numbers(struct sb__json *j, const json_t *obj, const struct sb__jso
         const struct sb__json_num *f = &table[i];
         json_t *v = sb__json_get(obj, f->key);
         size_t mark;
-        double x;
+        double x = 0;
         int rc;
 
         if (!v)
