@@ -241,12 +241,24 @@ static struct llama_sampler *sampler_new(const struct llama_vocab *vocab,
     return c;
 }
 
-/* The idle slot to serve tokens[0, n) in: the one whose cache shares the longest prefix with it,
- * else the least recently used. *lcp receives the shared length. NULL when none is idle. */
+/* Whether serving a prompt of n tokens in a slot whose cache of n_cache tokens shares its first
+ * k is worth what it costs: the shared prefix must be at least half of the cache it keeps (so
+ * that it does not throw away more than it saves) or half of the prompt. An empty slot always
+ * qualifies. Without this, two tenants whose long system prompts differ after a few tokens would
+ * keep evicting each other's cache. */
+static bool slot_reuse_worth(int32_t k, int32_t n_cache, int32_t n)
+{
+    return 2 * (int64_t)k >= n_cache || (k > 0 && 2 * (int64_t)k >= n);
+}
+
+/* The idle slot to serve tokens[0, n) in: among those worth reusing (slot_reuse_worth), the one
+ * that shares the longest prefix with it; when none is, the least recently used. *lcp receives
+ * the shared length. NULL when none is idle. */
 static struct slot *slot_pick(struct local_engine *e, const llama_token *tokens, int32_t n,
                               int32_t *lcp)
 {
-    struct slot *best = NULL;
+    struct slot *best = NULL, *lru = NULL;
+    int32_t lru_lcp = 0;
     *lcp = 0;
     for (int32_t i = 0; i < e->n_slots; i++) {
         struct slot *s = &e->slots[i];
@@ -258,10 +270,19 @@ static struct slot *slot_pick(struct local_engine *e, const llama_token *tokens,
         while (k < lim && s->tokens[k] == tokens[k]) {
             k++;
         }
-        if (!best || k > *lcp || (k == *lcp && s->ticket < best->ticket)) {
+        if (!lru || s->ticket < lru->ticket) {
+            lru = s;
+            lru_lcp = k;
+        }
+        if (slot_reuse_worth(k, s->n_cache, n) &&
+            (!best || k > *lcp || (k == *lcp && s->ticket < best->ticket))) {
             best = s;
             *lcp = k;
         }
+    }
+    if (!best) {
+        *lcp = lru_lcp;
+        return lru;
     }
     return best;
 }

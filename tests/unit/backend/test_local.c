@@ -299,6 +299,37 @@ Test(local, prefix_reuse_reports_cached_tokens)
     event_base_free(base);
 }
 
+/* Two tenants whose prompts share only their first few tokens each keep a slot of their own: the
+ * second does not evict the first's cache for a handful of shared tokens. */
+Test(local, prefix_reuse_keeps_each_tenants_slot)
+{
+    static const char *const prompts[] = {
+        "Once upon a time, there was a little girl named Lily. She loved to play in the park with "
+        "her red ball every single day, and her mother watched her from the bench.",
+        "Once upon a time, a big brown dog named Max lived in a small house near the river. He "
+        "liked to run after the ducks and bark at the boats that went by.",
+    };
+    struct sb_backend *b = open_model(MODEL_CHATML, 0, 2);
+    struct event_base *base = base_new();
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < SB_ARRAY_LEN(prompts); i++) {
+            struct run r;
+            run_init(&r, b, base, prompts[i], 4);
+            run_one(base, &r);
+            assert_well_formed(&r);
+            if (round == 0)
+                cr_expect_lt(r.usage.cached_prompt_tokens, r.usage.prompt_tokens / 2,
+                             "prompt %zu, first time", i);
+            else
+                cr_expect_eq(r.usage.cached_prompt_tokens, r.usage.prompt_tokens - 1,
+                             "prompt %zu, again: its slot kept its cache", i);
+            run_free(&r);
+        }
+    }
+    sb_backend_free(b);
+    event_base_free(base);
+}
+
 Test(local, sampled_output_never_splits_a_code_point)
 {
     struct sb_backend *b = open_model(MODEL_CHATML, 0, 1);
