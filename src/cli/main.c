@@ -282,7 +282,7 @@ static int serve_setup(struct serve_state *st)
     }
     if (st->budget != NULL) /* thresholds (50/80/100%) go to the alerts; NULL alerts: logged only */
         sb_budget_set_notify(st->budget, sb_alert_budget, st->alerts);
-    sb_server_set_quota(st->server, st->auth, st->budget, st->router, st->resil); /* borrowed */
+    sb_server_set_quota(st->server, st->auth, st->budget); /* borrowed */
     /* Every model request is routed by policy: the config's rules, else its default (the
      * built-in hybrid policy, or `policy: {default: none}` for each model's configured chain). */
     if (sb_server_set_routing(st->server, st->router, st->privacy, st->resil) != 0) {

@@ -610,46 +610,6 @@ static int admit_decided(struct sb__exchange *x, struct evhttp_request *ev,
     return rc;
 }
 
-/* The same when routing is off: the label is the sensitivity, and the chain is the model's own
- * (itself and its fallbacks), replaced by a chain of its local members when a budget says so. */
-static int admit_unrouted(struct sb__exchange *x, struct evhttp_request *ev,
-                          struct sb_api_error *err)
-{
-    const struct sb_server *s = x->loop->server;
-    uint32_t chain[SB_ROUTE_MAX_CHAIN];
-    size_t n, n0;
-    int rc;
-
-    if (x->quota.keyed && x->quota.key.max_sensitivity != SB_SENSITIVITY_UNSET) {
-        const char *hdr =
-            evhttp_find_header(evhttp_request_get_input_headers(ev), "x-switchboard-sensitivity");
-        enum sb_sensitivity label;
-        const char *bad = NULL;
-        rc = sb_route_request_sensitivity(&x->req, sb_str_c(hdr != NULL ? hdr : ""), &label, &bad);
-        if (rc != 0) {
-            sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 400);
-            return sb_api_fail(err, 400, "invalid_request_error", "invalid_sensitivity", NULL,
-                               "Unknown sensitivity in %s: use low, medium or high.",
-                               bad != NULL ? bad : "the request");
-        }
-        rc = sb__quota_check_sensitivity(s, &x->quota, label, &x->meter, err);
-        if (rc != 0)
-            return rc;
-    }
-    n = n0 = s->budget != NULL ? sb__quota_model_chain(s, x->asked, chain) : 0;
-    rc = sb__quota_admit(s, &x->quota, &x->req, chain, &n, ev, &x->meter, err);
-    if (rc != 0 || n == n0)
-        return rc;
-    rc = sb__quota_build_chain(s, x->asked, chain, n, &x->chain);
-    if (rc != 0) {
-        sb__meter_fail(&x->meter, SB__ORIGIN_GATEWAY, rc, 500);
-        return sb_api_fail(err, 500, "server_error", NULL, NULL,
-                           "The server could not build the local chain: %s.", sb_strerror(rc));
-    }
-    x->backend = x->chain;
-    return 0;
-}
-
 /* Routes the parsed request (route/route.h's order): scan, inputs, decision, pseudonymized copy
  * for the cloud members, and the chain that serves it, which becomes x->backend. Nothing happens
  * without a router. Fills err and returns a negative code when the request is refused. */
@@ -781,7 +741,7 @@ static int exchange_begin(struct sb__exchange *x, struct evhttp_request *ev,
     x->model = s->cfg->models[x->asked].name;
     rc = sb__quota_check_model(s, &x->quota, x->model, &x->meter, err);
     if (rc == 0)
-        rc = s->router != NULL ? exchange_route(x, ev, err) : admit_unrouted(x, ev, err);
+        rc = exchange_route(x, ev, err);
     if (rc != 0)
         return rc;
     x->render = sb_arena_alloc(x->arena, codec->render_size ? codec->render_size : 1);

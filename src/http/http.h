@@ -41,11 +41,10 @@ int sb_server_set_routing(struct sb_server *s, const struct sb_router *router,
                           const struct sb_privacy *privacy, struct sb_resil *resil);
 /* API keys, rate limits and budgets (docs/keys-and-budgets.md): auth (NULL = keys off) identifies
  * the caller of every model request and holds its rate limiter; budget (NULL = none) reserves
- * each request's worst-case cost before it is sent. router and resil (may be NULL) build the
- * chain of local members a request over budget is downgraded to when routing is off. All
- * borrowed: they must outlive the server. Call before sb_server_run. */
-void sb_server_set_quota(struct sb_server *s, struct sb_auth *auth, struct sb_budget *budget,
-                         const struct sb_router *router, struct sb_resil *resil);
+ * the worst-case cost of each request's routed chain before it is sent, so the model's scope
+ * applies always, and sensitivity scopes, rate limits and budgets once sb_server_set_routing has
+ * been called. Both borrowed: they must outlive the server. Call before sb_server_run. */
+void sb_server_set_quota(struct sb_server *s, struct sb_auth *auth, struct sb_budget *budget);
 /* The port actually bound (useful when the config asked for port 0). */
 int sb_server_port(const struct sb_server *s);
 /* Runs the loop until SIGINT or SIGTERM; then stops accepting, lets in-flight requests finish

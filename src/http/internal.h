@@ -104,17 +104,15 @@ struct sb_server {
     struct sb_ledger *ledger;         /* borrowed (sb_server_set_ledger); NULL = no ledger */
     const struct sb_pricing *pricing; /* borrowed (sb_server_set_pricing); NULL = bundled table */
     struct sb_alerts *alerts;         /* borrowed (sb_server_set_alerts); NULL = no alerts */
-    /* Borrowed (sb_server_set_routing); router NULL = requests go to backends[i] as they are. */
+    /* Borrowed (sb_server_set_routing); router NULL = requests go to backends[i] as they are,
+     * without keys' sensitivity scopes, rate limits or budgets (serve always routes). */
     const struct sb_router *router;
     const struct sb_privacy *privacy; /* NULL = no PII scan */
     struct sb_resil *resil;           /* breakers for routed chains; NULL = none */
     /* Keys, rate limits and budgets (sb_server_set_quota; quota.c), borrowed. auth NULL = keys off;
-     * budget NULL = no budgets. quota_router and quota_resil build the chain of free members a
-     * request is downgraded to when routing is off. */
+     * budget NULL = no budgets. */
     struct sb_auth *auth;
     struct sb_budget *budget;
-    const struct sb_router *quota_router;
-    struct sb_resil *quota_resil;
     /* Metric handles per (model asked, backend that served), made on first use: index
      * asked * n_meter_side + served, where n_meter_side - 1 stands for "none" (an unknown model,
      * no backend reached). Owned, with what each entry points to. */
@@ -475,7 +473,7 @@ int sb__quota_check_model(const struct sb_server *s, const struct sb__quota *q, 
 /* Fills in's key, team and remaining budget (has_budget false when none applies). */
 void sb__quota_route_input(const struct sb_server *s, const struct sb__quota *q,
                            struct sb_route_input *in);
-/* sensitivity: the request's effective one (the decision's, or the label when not routed). */
+/* sensitivity: the request's effective one (the routing decision's). */
 int sb__quota_check_sensitivity(const struct sb_server *s, const struct sb__quota *q,
                                 enum sb_sensitivity sensitivity, struct sb__meter *m,
                                 struct sb_api_error *err);
@@ -488,13 +486,6 @@ int sb__quota_check_sensitivity(const struct sb_server *s, const struct sb__quot
 int sb__quota_admit(const struct sb_server *s, struct sb__quota *q, const struct sb_request *req,
                     uint32_t *chain, size_t *n, struct evhttp_request *ev, struct sb__meter *m,
                     struct sb_api_error *err);
-/* The chain a request for model asked is served by when routing is off: the model, then its
- * fallbacks depth-first (resil's order). Returns the count (at most SB_ROUTE_MAX_CHAIN). */
-size_t sb__quota_model_chain(const struct sb_server *s, size_t asked, uint32_t *chain);
-/* A chain of cfg->models[chain[0, n)] built as routed chains are (breakers, retries), for a
- * downgraded request when routing is off. Returns 0 and *out, or a negative code. */
-int sb__quota_build_chain(const struct sb_server *s, size_t asked, const uint32_t *chain, size_t n,
-                          struct sb_backend **out);
 /* The request is over: the rate limiter learns its tokens (m's usage) and the budgets its cost
  * (-1 = unpriced: nothing). Releases what q holds; safe to call with nothing held. */
 void sb__quota_settle(const struct sb_server *s, struct sb__quota *q, const struct sb__meter *m,

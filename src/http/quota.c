@@ -10,13 +10,10 @@
 #include "http/internal.h"
 #include "report/pricing.h"
 
-void sb_server_set_quota(struct sb_server *s, struct sb_auth *auth, struct sb_budget *budget,
-                         const struct sb_router *router, struct sb_resil *resil)
+void sb_server_set_quota(struct sb_server *s, struct sb_auth *auth, struct sb_budget *budget)
 {
     s->auth = auth;
     s->budget = budget;
-    s->quota_router = router;
-    s->quota_resil = resil;
 }
 
 /* A refusal: the meter's failure, the metric by reason, and the error for the client. */
@@ -146,58 +143,6 @@ void sb__quota_route_input(const struct sb_server *s, const struct sb__quota *q,
         struct sb_budget_payer p = payer_of(q);
         in->has_budget = sb_budget_left(s->budget, &p, sb_unix_time(), &in->budget_left_micros);
     }
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Chains
- * ------------------------------------------------------------------------------------------- */
-static bool in_chain(const uint32_t *chain, size_t k, size_t v)
-{
-    for (size_t i = 0; i < k; i++)
-        if (chain[i] == v)
-            return true;
-    return false;
-}
-
-/* Appends v and then, depth-first, its fallbacks not in the chain yet. */
-static void expand(const struct sb_config *cfg, size_t v, uint32_t *chain, size_t *k)
-{
-    if (*k >= SB_ROUTE_MAX_CHAIN)
-        return;
-    chain[(*k)++] = (uint32_t)v;
-    for (size_t j = 0; j < cfg->models[v].n_fallback; j++) {
-        const struct sb_model_config *f =
-            sb_config_find_model(cfg, sb_str_c(cfg->models[v].fallback[j]));
-        size_t t = f != NULL ? (size_t)(f - cfg->models) : cfg->n_models;
-        if (t < cfg->n_models && !in_chain(chain, *k, t))
-            expand(cfg, t, chain, k);
-    }
-}
-
-size_t sb__quota_model_chain(const struct sb_server *s, size_t asked, uint32_t *chain)
-{
-    size_t k = 0;
-    if (asked < sb__server_n_models(s))
-        expand(s->cfg, asked, chain, &k);
-    return k;
-}
-
-int sb__quota_build_chain(const struct sb_server *s, size_t asked, const uint32_t *chain, size_t n,
-                          struct sb_backend **out)
-{
-    struct sb_route_decision d = {0};
-    struct sb_chain_member members[SB_ROUTE_MAX_CHAIN];
-    int rc;
-
-    if (s->quota_router == NULL || n == 0 || n > SB_ROUTE_MAX_CHAIN)
-        return SB_EINVAL;
-    memcpy(d.chain, chain, n * sizeof(*chain));
-    d.n_chain = n;
-    rc = sb_route_chain_members(s->quota_router, &d, NULL, s->quota_resil, members);
-    if (rc <= 0)
-        return rc < 0 ? rc : SB_EINVAL;
-    return sb_chain_new(s->cfg->models[asked].name, members, (size_t)rc,
-                        s->cfg->models[chain[0]].timeouts.total_ms, out);
 }
 
 /* Members that cost nothing: those the meter never prices (local and ollama models). */

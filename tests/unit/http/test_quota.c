@@ -1,7 +1,7 @@
 /* Tests for the request path's keys, scopes, rate limits and budgets (http/quota.c) on a server
  * structure without a listener: authentication from real libevent request headers, the error each
  * refusal becomes, the worst-case reservation priced from the bundled table, the downgrade to the
- * chain's free members, settling, and the unrouted chain order. */
+ * chain's free members (and a local-first chain losing only its priced fallbacks), settling. */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,18 +143,6 @@ Test(quota, scopes_refuse_with_403)
     cr_assert_eq(sb__quota_check_model(&s, &q, "gpt", &m, &err), 0);
 }
 
-Test(quota, the_unrouted_chain_is_the_model_and_its_fallbacks)
-{
-    struct sb_server s = server();
-    uint32_t chain[SB_ROUTE_MAX_CHAIN];
-    cr_assert_eq(sb__quota_model_chain(&s, 0, chain), 3);
-    cr_assert_eq(chain[0], 0);
-    cr_assert_eq(chain[1], 1);
-    cr_assert_eq(chain[2], 2);
-    cr_assert_eq(sb__quota_model_chain(&s, 2, chain), 1);
-    cr_assert_eq(sb__quota_model_chain(&s, 3, chain), 0);
-}
-
 Test(quota, budgets_reserve_the_worst_case_and_downgrade_to_free_members)
 {
     struct sb_server s = server();
@@ -164,8 +152,8 @@ Test(quota, budgets_reserve_the_worst_case_and_downgrade_to_free_members)
     struct sb__meter m = {0};
     struct sb_api_error err;
     struct sb_request req = chat_request(0);
-    uint32_t chain[SB_ROUTE_MAX_CHAIN];
-    size_t n = sb__quota_model_chain(&s, 0, chain);
+    uint32_t chain[SB_ROUTE_MAX_CHAIN] = {0, 1, 2}; /* gpt, then its fallbacks local and mini */
+    size_t n = 3;
     int64_t spent, held;
 
     p.global = &g;
@@ -183,7 +171,8 @@ Test(quota, budgets_reserve_the_worst_case_and_downgrade_to_free_members)
     cr_assert_eq(q.hold.n, 0);
 
     /* A chain without a free member: 429, with Retry-After. */
-    n = sb__quota_model_chain(&s, 2, chain);
+    chain[0] = 2;
+    n = 1;
     memset(&q, 0, sizeof(q));
     cr_assert_neq(sb__quota_admit(&s, &q, &req, chain, &n, ev, &m, &err), 0);
     cr_assert_eq(err.http_status, 429);
@@ -203,7 +192,8 @@ Test(quota, budgets_reserve_the_worst_case_and_downgrade_to_free_members)
     p.global = &big;
     cr_assert_eq(sb_budget_new(&p, &s.budget), 0);
     req = chat_request(100); /* 1.5 + 60, rounded up: 62 */
-    n = sb__quota_model_chain(&s, 0, chain);
+    memcpy(chain, (uint32_t[]){0, 1, 2}, 3 * sizeof(*chain));
+    n = 3;
     ev = request_with(NULL, NULL);
     memset(&q, 0, sizeof(q));
     cr_assert_eq(sb__quota_admit(&s, &q, &req, chain, &n, ev, &m, &err), 0);
@@ -215,6 +205,32 @@ Test(quota, budgets_reserve_the_worst_case_and_downgrade_to_free_members)
     cr_assert(sb_budget_spent(s.budget, SB_BUDGET_SCOPE_GLOBAL, "", sb_unix_time(), &spent, &held));
     cr_assert_eq(spent, 40);
     cr_assert_eq(held, 0);
+    evhttp_request_free(ev);
+    sb_budget_free(s.budget);
+}
+
+/* A chain that starts with a free member is served as asked when the budget cannot cover its
+ * priced fallbacks: they are dropped, whatever on_limit says, and it is not a downgrade. */
+Test(quota, a_local_first_chain_loses_only_its_priced_fallbacks)
+{
+    struct sb_server s = server();
+    struct sb_budget_params p = {.on_limit = SB_BUDGET_DENY, .default_max_tokens = 1000};
+    const struct sb_budget_limit g = {.micros = 2, .period = SB_BUDGET_MONTH};
+    struct sb__quota q = {0};
+    struct sb__meter m = {0};
+    struct sb_api_error err;
+    struct sb_request req = chat_request(0);
+    uint32_t chain[SB_ROUTE_MAX_CHAIN] = {1, 0, 2}; /* local, then gpt and mini */
+    size_t n = 3;
+
+    p.global = &g;
+    cr_assert_eq(sb_budget_new(&p, &s.budget), 0);
+    struct evhttp_request *ev = request_with(NULL, NULL);
+    cr_assert_eq(sb__quota_admit(&s, &q, &req, chain, &n, ev, &m, &err), 0);
+    cr_assert_not(q.downgraded);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(chain[0], 1);
+    sb__quota_settle(&s, &q, &m, -1);
     evhttp_request_free(ev);
     sb_budget_free(s.budget);
 }
