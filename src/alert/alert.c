@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "alert/internal.h"
+#include "budget/budget.h"
 
 const char *const sb__alert_type_names[SB__ALERT_TYPES] = {
     [SB__ALERT_SPEND_SPIKE] = "spend_spike",
@@ -27,7 +28,6 @@ static const char *const budget_scopes[] = {
     "global", /* the whole gateway's budget */
 };
 
-#define MICROS_PER_USD 1000000
 /* An alert's JSON and its text are far below this; a longer budget name is cut first. */
 #define BODY_MAX       ((size_t)16 << 10)
 #define TEXT_MAX       ((size_t)4 << 10)
@@ -37,33 +37,6 @@ static const char *const budget_scopes[] = {
 /* ---------------------------------------------------------------------------------------------
  * Formatting
  * ------------------------------------------------------------------------------------------- */
-/* Appends micro-dollars as dollars, with two decimals or as many more (up to six) as it takes to
- * be exact: 1500000 gives "$1.50", 12 gives "$0.000012". */
-static void append_usd(struct sb_buf *b, int64_t micros)
-{
-    uint64_t v = micros < 0 ? (uint64_t)0 - (uint64_t)micros : (uint64_t)micros;
-    char frac[8];
-    snprintf(frac, sizeof frac, "%06llu", (unsigned long long)(v % MICROS_PER_USD));
-    size_t n = 6;
-    while (n > 2 && frac[n - 1] == '0')
-        n--;
-    sb_buf_printf(b, "%s$%llu.%.*s", micros < 0 ? "-" : "",
-                  (unsigned long long)(v / MICROS_PER_USD), (int)n, frac);
-}
-
-/* Appends millionths as the shortest exact decimal: 3000000 gives "3", 2500000 "2.5". */
-static void append_decimal(struct sb_buf *b, int64_t micros)
-{
-    char frac[8];
-    snprintf(frac, sizeof frac, "%06lld", (long long)(micros % MICROS_PER_USD));
-    size_t n = 6;
-    while (n > 0 && frac[n - 1] == '0')
-        n--;
-    sb_buf_printf(b, "%lld", (long long)(micros / MICROS_PER_USD));
-    if (n > 0)
-        sb_buf_printf(b, ".%.*s", (int)n, frac);
-}
-
 /* Appends at most max bytes of s with control bytes shown as '?', so that a name cannot break the
  * log line it is in. */
 static void append_clean(struct sb_buf *b, const char *s, size_t max)
@@ -195,23 +168,23 @@ static void spike_text(const struct sb_alerts *a, const struct sb_alert_spike_re
                        double ratio, struct sb_buf *text)
 {
     sb_buf_append_c(text, "spend spike: ");
-    append_usd(text, r->window_micros);
+    sb_budget_format_usd(r->window_micros, text);
     sb_buf_append_c(text, " in the last ");
     append_span(text, r->window_ms);
     if (r->baseline_micros > 0) {
         sb_buf_printf(text, ", %.2f times the average rate of the ", ratio);
         append_span(text, r->baseline_ms);
         sb_buf_append_c(text, " before (");
-        append_usd(text, r->expected_micros);
+        sb_budget_format_usd(r->expected_micros, text);
         sb_buf_append_c(text, " per ");
         append_span(text, r->window_ms);
         sb_buf_append_c(text, "); alerts at ");
-        append_decimal(text, a->factor_micros);
+        sb_config_format_micros(text, a->factor_micros);
         sb_buf_append_c(text, " times and ");
     } else {
         sb_buf_append_c(text, ", with no spend before it to compare with; alerts at ");
     }
-    append_usd(text, a->min_micros);
+    sb_budget_format_usd(a->min_micros, text);
 }
 
 static void raise_spike(struct sb_alerts *a, const struct sb_alert_spike_report *r)
@@ -238,7 +211,7 @@ static void raise_spike(struct sb_alerts *a, const struct sb_alert_spike_report 
         json_raw(&j, ",\"ratio\":null");
     json_raw(&j, ",\"factor\":");
     if (j.rc == 0)
-        append_decimal(&j.buf, a->factor_micros);
+        sb_config_format_micros(&j.buf, a->factor_micros);
     json_int(&j, "min_microusd", a->min_micros);
     raise_alert(a, SB__ALERT_SPEND_SPIKE, &text, &j);
     sb_buf_free(&text);
@@ -293,9 +266,9 @@ void sb_alert_budget(void *alerts, const char *scope, const char *name, int perc
     else
         sb_buf_printf(&text, "%s budget", scope);
     sb_buf_printf(&text, " reached %d%%: ", percent);
-    append_usd(&text, spent_micros);
+    sb_budget_format_usd(spent_micros, &text);
     sb_buf_append_c(&text, " spent of ");
-    append_usd(&text, limit_micros);
+    sb_budget_format_usd(limit_micros, &text);
 
     json_begin(&j, a, SB__ALERT_BUDGET);
     json_str(&j, "scope", sb_str_c(scope), false);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "auth/auth.h"
+#include "core/opts.h"
 #include "ledger/ledger.h"
 
 /* Exit statuses, as src/cli/main.c's. */
@@ -24,11 +25,7 @@ struct opts {
 /* Which commands take an option. */
 enum { C_CREATE = 1 << 0, C_LIST = 1 << 1, C_REVOKE = 1 << 2 };
 
-static const struct {
-    const char *flag;
-    size_t offset; /* of its const char * in struct opts */
-    unsigned commands;
-} options[] = {
+static const struct sb_opt options[] = {
     {"--config", offsetof(struct opts, config), C_CREATE | C_LIST | C_REVOKE},
     {"--name", offsetof(struct opts, name), C_CREATE},
     {"--team", offsetof(struct opts, team), C_CREATE},
@@ -52,37 +49,11 @@ static const char revoke_usage[] = "keys revoke NAME [--config FILE]";
 static int parse(int argc, char **argv, unsigned command, int positional, const char *usage,
                  struct opts *o)
 {
-    int plain = 0;
-
     memset(o, 0, sizeof(*o));
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) {
-            if (plain++ >= positional) {
-                fprintf(stderr, "switchboard: unexpected argument \"%s\"\n", argv[i]);
-                goto fail;
-            }
-            o->arg = argv[i];
-            continue;
-        }
-        size_t k = 0;
-        while (k < SB_ARRAY_LEN(options) && strcmp(options[k].flag, argv[i]) != 0)
-            k++;
-        if (k == SB_ARRAY_LEN(options) || !(options[k].commands & command)) {
-            fprintf(stderr, "switchboard: unknown option \"%s\"\n", argv[i]);
-            goto fail;
-        }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "switchboard: %s needs a value\n", argv[i]);
-            goto fail;
-        }
-        *(const char **)((char *)o + options[k].offset) = argv[++i];
-    }
-    if (plain < positional)
-        goto fail;
-    return 0;
-fail:
-    fprintf(stderr, "usage: switchboard %s\n", usage);
-    return EXIT_SETUP;
+    return sb_opts_parse(argc, argv, options, SB_ARRAY_LEN(options), command, positional, usage, o,
+                         &o->arg) == 0
+               ? 0
+               : EXIT_SETUP;
 }
 
 /* A whole non-negative number up to max; false otherwise. */
@@ -102,25 +73,6 @@ static bool parse_count(const char *text, int64_t max, int64_t *out)
 /* ---------------------------------------------------------------------------------------------
  * The config and the store
  * ------------------------------------------------------------------------------------------- */
-/* Loads --config (or the built-in default); prints the problems and returns NULL on failure. */
-static struct sb_config *load_config(const char *path)
-{
-    struct sb_buf errors;
-    struct sb_config *cfg = NULL;
-
-    sb_buf_init(&errors, 1 << 20);
-    int rc = path != NULL ? sb_config_load_file(path, &cfg, &errors)
-                          : sb_config_load_default(&cfg, &errors);
-    if (rc != 0) {
-        fprintf(stderr, "%s", errors.len ? errors.p : sb_strerror(rc));
-        if (errors.len == 0 || errors.p[errors.len - 1] != '\n')
-            fputc('\n', stderr);
-        cfg = NULL;
-    }
-    sb_buf_free(&errors);
-    return cfg;
-}
-
 /* Opens the store cfg names. Returns 0, or prints why and returns an exit status. */
 static int open_store(const struct sb_config *cfg, struct sb_auth_store **st)
 {
@@ -145,7 +97,7 @@ static int start(int argc, char **argv, unsigned command, int positional, const 
 {
     int status = parse(argc, argv, command, positional, usage, o);
     *cfg = NULL;
-    if (status == 0 && (*cfg = load_config(o->config)) == NULL)
+    if (status == 0 && (*cfg = sb_config_load_for_command(o->config)) == NULL)
         status = EXIT_SETUP;
     return status;
 }

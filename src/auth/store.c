@@ -9,6 +9,7 @@
 #include <sys/random.h>
 
 #include "auth/auth.h"
+#include "sqlite/sqlite.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Schema. Migration i takes the keys' schema from version i to i + 1, in one transaction with the
@@ -39,7 +40,6 @@ static const char *const migrations[] = {
     "INSERT INTO api_keys_changes SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM api_keys_changes);",
 };
 
-#define SCHEMA_VERSION ((int)SB_ARRAY_LEN(migrations))
 /* How long a statement waits for another connection's lock (the ledger's writer, a CLI). */
 #define BUSY_TIMEOUT_MS 5000
 
@@ -56,68 +56,17 @@ struct sb_auth_store {
 
 static int fail(const struct sb_auth_store *st, const char *what, char *err, size_t err_size)
 {
-    snprintf(err, err_size, "keys %s: %s: %s", st->path, what,
-             st->db != NULL ? sqlite3_errmsg(st->db) : "out of memory");
-    return SB_EIO;
+    return sb_sqlite_fail(st->db, "keys", st->path, what, err, err_size);
 }
 
-static int exec(sqlite3 *db, const char *sql)
-{
-    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : SB_EIO;
-}
-
-static int query_int(sqlite3 *db, const char *sql, int64_t *out)
-{
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
-    *out = 0;
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW)
-            *out = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : SB_EIO;
-}
-
-static int migrate(struct sb_auth_store *st, char *err, size_t err_size)
-{
-    int64_t version = 0;
-    char sql[128];
-
-    if (exec(st->db, "BEGIN IMMEDIATE") != 0)
-        return fail(st, "cannot lock the database to check the keys' schema", err, err_size);
-    if (exec(st->db, "CREATE TABLE IF NOT EXISTS api_keys_schema (version INTEGER NOT NULL)") !=
-            0 ||
-        query_int(st->db, "SELECT max(version) FROM api_keys_schema", &version) != 0) {
-        fail(st, "cannot read the keys' schema version", err, err_size);
-        goto fail;
-    }
-    if (version > SCHEMA_VERSION) {
-        snprintf(err, err_size,
-                 "keys %s: the keys' schema version %lld is newer than this build's %d; use a "
-                 "newer switchboard",
-                 st->path, (long long)version, SCHEMA_VERSION);
-        goto fail;
-    }
-    for (int64_t v = version; v < SCHEMA_VERSION; v++) {
-        if (exec(st->db, migrations[v]) != 0) {
-            fail(st, "creating the keys' tables failed", err, err_size);
-            goto fail;
-        }
-    }
-    snprintf(sql, sizeof(sql),
-             "DELETE FROM api_keys_schema; INSERT INTO api_keys_schema VALUES (%d)",
-             SCHEMA_VERSION);
-    if ((version < SCHEMA_VERSION && exec(st->db, sql) != 0) || exec(st->db, "COMMIT") != 0) {
-        fail(st, "cannot record the keys' schema", err, err_size);
-        goto fail;
-    }
-    return 0;
-fail:
-    exec(st->db, "ROLLBACK");
-    return SB_EIO;
-}
+static const struct sb_sqlite_schema schema = {
+    .label = "keys",
+    .noun = "keys' schema",
+    .table = "api_keys_schema",
+    .migrations = migrations,
+    .n_migrations = SB_ARRAY_LEN(migrations),
+    .newer_hint = "use a newer switchboard",
+};
 
 int sb_auth_store_open(const char *path, struct sb_auth_store **out, char *err, size_t err_size)
 {
@@ -139,11 +88,11 @@ int sb_auth_store_open(const char *path, struct sb_auth_store **out, char *err, 
     }
     sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
     /* WAL, as the ledger sets it: readers (the server's refresher) never wait for a writer. */
-    if (exec(st->db, "PRAGMA journal_mode=WAL") != 0) {
+    if (sb_sqlite_exec(st->db, "PRAGMA journal_mode=WAL") != 0) {
         rc = fail(st, "not a SQLite database, or it cannot be written", err, err_size);
         goto fail;
     }
-    rc = migrate(st, err, err_size);
+    rc = sb_sqlite_migrate(st->db, st->path, &schema, err, err_size);
     if (rc != 0)
         goto fail;
     *out = st;
@@ -404,12 +353,12 @@ int sb_auth_store_changed(struct sb_auth_store *st, bool *changed)
     int64_t dv = 0, ch = 0;
 
     *changed = false;
-    if (query_int(st->db, "PRAGMA data_version", &dv) != 0)
+    if (sb_sqlite_query_int(st->db, "PRAGMA data_version", &dv) != 0)
         return SB_EIO;
     if (dv == st->data_version)
         return 0;
     /* Something committed: the ledger's writer, most often. Only our counter tells. */
-    if (query_int(st->db, "SELECT n FROM api_keys_changes", &ch) != 0)
+    if (sb_sqlite_query_int(st->db, "SELECT n FROM api_keys_changes", &ch) != 0)
         return SB_EIO;
     st->data_version = dv;
     *changed = ch != st->changes;
@@ -422,7 +371,7 @@ int sb_auth_store_changed(struct sb_auth_store *st, bool *changed)
  * ------------------------------------------------------------------------------------------- */
 static int bump_changes(struct sb_auth_store *st)
 {
-    return exec(st->db, "UPDATE api_keys_changes SET n = n + 1");
+    return sb_sqlite_exec(st->db, "UPDATE api_keys_changes SET n = n + 1");
 }
 
 static int insert_key(struct sb_auth_store *st, const struct sb_auth_key *k)
@@ -491,20 +440,20 @@ int sb_auth_store_create(struct sb_auth_store *st, const struct sb_auth_key_spec
         snprintf(err, err_size, "hashing the key failed");
         return SB_EIO;
     }
-    if (exec(st->db, "BEGIN IMMEDIATE") != 0)
+    if (sb_sqlite_exec(st->db, "BEGIN IMMEDIATE") != 0)
         return fail(st, "cannot lock the key store", err, err_size);
     rc = insert_key(st, &k);
     if (rc == SQLITE_CONSTRAINT) {
-        exec(st->db, "ROLLBACK");
+        sb_sqlite_exec(st->db, "ROLLBACK");
         snprintf(err, err_size,
                  "a key named \"%s\" already exists; revoke it first (switchboard keys revoke "
                  "%s) or choose another name",
                  k.name, k.name);
         return SB_ESTATE;
     }
-    if (rc != SQLITE_DONE || bump_changes(st) != 0 || exec(st->db, "COMMIT") != 0) {
+    if (rc != SQLITE_DONE || bump_changes(st) != 0 || sb_sqlite_exec(st->db, "COMMIT") != 0) {
         rc = fail(st, "cannot write the key", err, err_size);
-        exec(st->db, "ROLLBACK");
+        sb_sqlite_exec(st->db, "ROLLBACK");
         return rc;
     }
     *out = k;
@@ -520,7 +469,7 @@ int sb_auth_store_revoke(struct sb_auth_store *st, const char *name, int64_t now
     sqlite3_stmt *s = NULL;
     int rc;
 
-    if (exec(st->db, "BEGIN IMMEDIATE") != 0)
+    if (sb_sqlite_exec(st->db, "BEGIN IMMEDIATE") != 0)
         return fail(st, "cannot lock the key store", err, err_size);
     snprintf(sql, sizeof(sql), "SELECT %s FROM api_keys WHERE name = ? AND revoked_ms IS NULL",
              columns);
@@ -538,13 +487,13 @@ int sb_auth_store_revoke(struct sb_auth_store *st, const char *name, int64_t now
             sqlite3_bind_int64(s, 1, now_ms);
             sqlite3_bind_text(s, 2, found[0].id, -1, SQLITE_STATIC);
             if (sqlite3_step(s) != SQLITE_DONE || bump_changes(st) != 0 ||
-                exec(st->db, "COMMIT") != 0)
+                sb_sqlite_exec(st->db, "COMMIT") != 0)
                 rc = fail(st, "cannot revoke the key", err, err_size);
             sqlite3_finalize(s);
         }
     }
     if (rc != 0) {
-        exec(st->db, "ROLLBACK");
+        sb_sqlite_exec(st->db, "ROLLBACK");
     } else if (out != NULL) {
         *out = found[0];
         out->revoked_ms = now_ms;

@@ -1801,22 +1801,6 @@ static void check_model(struct sb__cfg_check *chk, void *entry)
                      (unsigned)m->retries.max_ms, (unsigned)m->retries.base_ms);
 }
 
-/* Appends millionths as a decimal: 1500000 gives "1.5". */
-static void append_micros(struct sb_buf *b, int64_t v)
-{
-    sb_buf_printf(b, "%lld", (long long)(v / 1000000));
-    int64_t frac = v % 1000000;
-    if (frac == 0)
-        return;
-    char digits[8];
-    snprintf(digits, sizeof digits, "%06lld", (long long)frac);
-    size_t n = strlen(digits);
-    while (n > 0 && digits[n - 1] == '0')
-        n--;
-    sb_buf_append_char(b, '.');
-    sb_buf_append(b, digits, n);
-}
-
 static void check_decimals(struct sb__cfg_check *chk, void *entry)
 {
     for (size_t i = 0; i < chk->sec->n_keys; i++) {
@@ -1836,7 +1820,7 @@ static void check_decimals(struct sb__cfg_check *chk, void *entry)
         } else {
             sb_buf_append_c(&msg, "from 0 to ");
         }
-        append_micros(&msg, key->max);
+        sb_config_format_micros(&msg, key->max);
         sb_buf_append_c(&msg, " with at most 6 decimal places, got ");
         append_quoted(&msg, text, strlen(text));
         check_report(chk, key->name, "%s", msg.p != NULL ? msg.p : "expected a decimal number");

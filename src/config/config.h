@@ -272,6 +272,11 @@ int sb_config_load_file(const char *path, struct sb_config **out, struct sb_buf 
 /* Parses the embedded default configuration (config/default.yaml, built into the binary). */
 int sb_config_load_default(struct sb_config **out, struct sb_buf *errors);
 
+/* For commands' --config: loads path, or the embedded default when path is NULL. On failure
+ * prints the problems to stderr (each line ended) and returns NULL. The caller frees the result
+ * with sb_config_free. Model paths are not resolved. */
+struct sb_config *sb_config_load_for_command(const char *path);
+
 /* The embedded default configuration's text (NUL-terminated, static). */
 const char *sb_config_default_text(void);
 
@@ -295,5 +300,9 @@ void sb_config_free(struct sb_config *cfg);
  * gives 150000. Refuses signs, exponents, separators, digits finer than a millionth (unless
  * zeros) and values above max millionths. Returns 0 or SB_EINVAL (*out untouched). */
 int sb_config_parse_micros(const char *text, int64_t max, int64_t *out);
+
+/* Appends v (>= 0) millionths as the shortest exact decimal, the inverse of
+ * sb_config_parse_micros: 3000000 gives "3", 1500000 "1.5". Returns 0, SB_ENOMEM or SB_ETOOBIG. */
+int sb_config_format_micros(struct sb_buf *b, int64_t v);
 
 #endif

@@ -1,5 +1,7 @@
 /* Decimal configuration values (prices, watts, years) read exactly into whole millionths, so money
  * is integer arithmetic from the file onwards and never passes through a binary float. */
+#include <stdio.h>
+
 #include "config/config.h"
 
 /* Fraction digits kept: one millionth (a micro-dollar of a dollar amount). */
@@ -44,4 +46,17 @@ int sb_config_parse_micros(const char *text, int64_t max, int64_t *out)
         return SB_EINVAL;
     *out = v;
     return 0;
+}
+
+int sb_config_format_micros(struct sb_buf *b, int64_t v)
+{
+    char digits[8];
+    snprintf(digits, sizeof digits, "%06lld", (long long)(v % 1000000));
+    size_t n = MICRO_DIGITS;
+    while (n > 0 && digits[n - 1] == '0')
+        n--;
+    int rc = sb_buf_printf(b, "%lld", (long long)(v / 1000000));
+    if (rc == 0 && n > 0)
+        rc = sb_buf_printf(b, ".%.*s", (int)n, digits);
+    return rc;
 }

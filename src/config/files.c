@@ -244,3 +244,21 @@ int sb_config_resolve_models(struct sb_config *cfg, struct sb_buf *errors)
     }
     return rc;
 }
+
+struct sb_config *sb_config_load_for_command(const char *path)
+{
+    struct sb_buf errors;
+    struct sb_config *cfg = NULL;
+
+    sb_buf_init(&errors, 1 << 20);
+    int rc = path != NULL ? sb_config_load_file(path, &cfg, &errors)
+                          : sb_config_load_default(&cfg, &errors);
+    if (rc != 0) {
+        fprintf(stderr, "%s", errors.len > 0 ? errors.p : sb_strerror(rc));
+        if (errors.len == 0 || errors.p[errors.len - 1] != '\n')
+            fputc('\n', stderr);
+        cfg = NULL;
+    }
+    sb_buf_free(&errors);
+    return cfg;
+}

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ledger/internal.h"
+#include "sqlite/sqlite.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Schema. Migration i takes the schema from version i to i + 1, in one transaction with the
@@ -63,7 +64,6 @@ static const char *const migrations[] = {
     "CREATE INDEX request_content_ts ON request_content(ts_ms);",
 };
 
-#define SCHEMA_VERSION ((int)SB_ARRAY_LEN(migrations))
 /* How long a statement waits for another connection's lock (a report, a second instance) before
  * failing with SQLITE_BUSY. */
 #define BUSY_TIMEOUT_MS 5000
@@ -79,81 +79,17 @@ struct sb__ledger_store {
 static int fail_with(struct sb__ledger_store *st, sqlite3 *db, const char *what, char *err,
                      size_t err_size)
 {
-    if (err != NULL && err_size > 0)
-        snprintf(err, err_size, "ledger %s: %s: %s", st->path, what,
-                 db != NULL ? sqlite3_errmsg(db) : "out of memory");
-    return SB_EIO;
+    return sb_sqlite_fail(db, "ledger", st->path, what, err, err_size);
 }
 
-static int exec(sqlite3 *db, const char *sql)
-{
-    return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : SB_EIO;
-}
-
-/* Runs a statement that returns one integer (or no row: *out = 0). */
-static int query_int(sqlite3 *db, const char *sql, int64_t *out)
-{
-    sqlite3_stmt *stmt = NULL;
-    int rc = sqlite3_prepare_v2(db, sql, -1, &stmt, NULL);
-    *out = 0;
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(stmt);
-        if (rc == SQLITE_ROW)
-            *out = sqlite3_column_int64(stmt, 0);
-    }
-    sqlite3_finalize(stmt);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : SB_EIO;
-}
-
-/* Brings the schema to SCHEMA_VERSION in one immediate transaction, so two instances opening the
- * same new file do not both migrate it. */
-static int migrate(struct sb__ledger_store *st, char *err, size_t err_size)
-{
-    sqlite3 *db = st->db;
-    int64_t version = 0;
-    char what[96];
-    if (exec(db, "BEGIN IMMEDIATE") != 0)
-        return fail_with(st, db, "cannot lock the database to check its schema", err, err_size);
-    if (exec(db, "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)") != 0 ||
-        query_int(db, "SELECT max(version) FROM schema_version", &version) != 0) {
-        fail_with(st, db, "cannot read the schema version", err, err_size);
-        goto fail;
-    }
-    if (version > SCHEMA_VERSION) {
-        snprintf(err, err_size,
-                 "ledger %s: schema version %lld is newer than this build's %d; use a newer "
-                 "switchboard or another ledger.path",
-                 st->path, (long long)version, SCHEMA_VERSION);
-        goto fail;
-    }
-    for (int64_t v = version; v < SCHEMA_VERSION; v++) {
-        if (exec(db, migrations[v]) != 0) {
-            snprintf(what, sizeof what, "migration to schema version %lld failed",
-                     (long long)v + 1);
-            fail_with(st, db, what, err, err_size);
-            goto fail;
-        }
-    }
-    if (version < SCHEMA_VERSION) {
-        char sql[96];
-        snprintf(sql, sizeof sql,
-                 "DELETE FROM schema_version; INSERT INTO schema_version VALUES (%d)",
-                 SCHEMA_VERSION);
-        if (exec(db, sql) != 0) {
-            fail_with(st, db, "cannot record the schema version", err, err_size);
-            goto fail;
-        }
-    }
-    if (exec(db, "COMMIT") != 0) {
-        fail_with(st, db, "cannot commit the schema", err, err_size);
-        goto fail;
-    }
-    return 0;
-
-fail:
-    exec(db, "ROLLBACK");
-    return SB_EIO;
-}
+static const struct sb_sqlite_schema schema = {
+    .label = "ledger",
+    .noun = "schema",
+    .table = "schema_version",
+    .migrations = migrations,
+    .n_migrations = SB_ARRAY_LEN(migrations),
+    .newer_hint = "use a newer switchboard or another ledger.path",
+};
 
 /* Prepares "INSERT INTO requests (c1, c2, ...) VALUES (?, ?, ...)" from the column table. */
 static int prepare_insert(struct sb__ledger_store *st)
@@ -200,7 +136,7 @@ static void store_close(struct sb__ledger_store *st)
     if (st->db != NULL) {
         /* Keeps the query planner's statistics fresh for the reports; cheap when nothing
          * changed. The last connection to close checkpoints the WAL into the database. */
-        exec(st->db, "PRAGMA optimize");
+        sb_sqlite_exec(st->db, "PRAGMA optimize");
         sqlite3_close(st->db);
     }
     free(st->path);
@@ -249,11 +185,11 @@ static int store_open(const char *target, struct sb__ledger_store **out, char *e
                   err, err_size);
         goto fail;
     }
-    if (exec(st->db, "PRAGMA synchronous=NORMAL") != 0) {
+    if (sb_sqlite_exec(st->db, "PRAGMA synchronous=NORMAL") != 0) {
         fail_with(st, st->db, "cannot set synchronous=NORMAL", err, err_size);
         goto fail;
     }
-    if (migrate(st, err, err_size) != 0)
+    if (sb_sqlite_migrate(st->db, st->path, &schema, err, err_size) != 0)
         goto fail;
     if (prepare_insert(st) != 0 ||
         prepare(st->db,
@@ -433,7 +369,7 @@ static int store_purge(struct sb__ledger_store *st, int64_t before_ms, int64_t l
 
 static int store_count(struct sb__ledger_store *st, int64_t *out)
 {
-    return query_int(st->rd, "SELECT count(*) FROM requests", out);
+    return sb_sqlite_query_int(st->rd, "SELECT count(*) FROM requests", out);
 }
 
 /* ---------------------------------------------------------------------------------------------

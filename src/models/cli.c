@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/opts.h"
 #include "models/internal.h"
 
 /* Exit statuses, as src/cli/main.c's. */
@@ -28,11 +29,7 @@ struct opts {
 /* Which commands take an option. */
 enum { C_LIST = 1 << 0, C_SHOW = 1 << 1, C_PULL = 1 << 2, C_RM = 1 << 3, C_SYNTH = 1 << 4 };
 
-static const struct {
-    const char *flag;
-    size_t offset; /* of its const char * in struct opts */
-    unsigned commands;
-} options[] = {
+static const struct sb_opt options[] = {
     {"--config", offsetof(struct opts, config), C_LIST | C_SHOW | C_PULL | C_RM},
     {"--dir", offsetof(struct opts, dir), C_LIST | C_SHOW | C_PULL | C_RM},
     {"--name", offsetof(struct opts, name), C_PULL},
@@ -44,33 +41,16 @@ static const struct {
     {"--seed", offsetof(struct opts, seed), C_SYNTH},
 };
 
-/* Parses argv into o for command (a C_* bit) taking at most `positional` plain arguments.
+/* Parses argv into o for command (a C_* bit) taking exactly `positional` plain arguments.
  * Returns 0, or prints what is wrong with usage and returns EXIT_SETUP. */
 static int parse(int argc, char **argv, unsigned command, int positional, const char *usage,
                  struct opts *o)
 {
-    memset(o, 0, sizeof *o);
-    int plain = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) != 0) {
-            if (plain++ >= positional)
-                goto fail;
-            o->arg = argv[i];
-            continue;
-        }
-        size_t k = 0;
-        while (k < SB_ARRAY_LEN(options) && strcmp(options[k].flag, argv[i]) != 0)
-            k++;
-        if (k == SB_ARRAY_LEN(options) || !(options[k].commands & command) || i + 1 >= argc)
-            goto fail;
-        *(const char **)((char *)o + options[k].offset) = argv[++i];
-    }
-    if (plain < positional)
-        goto fail;
-    return 0;
-fail:
-    fprintf(stderr, "usage: switchboard %s\n", usage);
-    return EXIT_SETUP;
+    memset(o, 0, sizeof(*o));
+    return sb_opts_parse(argc, argv, options, SB_ARRAY_LEN(options), command, positional, usage, o,
+                         &o->arg) == 0
+               ? 0
+               : EXIT_SETUP;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -132,14 +112,8 @@ static int find_dirs(const struct opts *o, bool first_only, struct dirs *d)
         }
         free(copy);
     }
-    struct sb_buf errors;
-    sb_buf_init(&errors, 1 << 20);
-    struct sb_config *cfg = NULL;
-    int rc = o->config ? sb_config_load_file(o->config, &cfg, &errors)
-                       : sb_config_load_default(&cfg, &errors);
-    if (rc != 0) {
-        fprintf(stderr, "%s", errors.len ? errors.p : sb_strerror(rc));
-        sb_buf_free(&errors);
+    struct sb_config *cfg = sb_config_load_for_command(o->config);
+    if (cfg == NULL) {
         dirs_free(d);
         return EXIT_SETUP;
     }
@@ -148,7 +122,6 @@ static int find_dirs(const struct opts *o, bool first_only, struct dirs *d)
     if (d->n == 0)
         dirs_add(d, "models");
     sb_config_free(cfg);
-    sb_buf_free(&errors);
     return d->n > 0 ? 0 : EXIT_RUNTIME;
 }
 

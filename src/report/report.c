@@ -497,17 +497,8 @@ static int setup(const char *cmd, const struct cli_opts *o, bool advise, struct 
             return EXIT_SETUP;
         }
     }
-    struct sb_buf errors;
-    sb_buf_init(&errors, 1 << 20);
-    int rc = o->config != NULL ? sb_config_load_file(o->config, cfg, &errors)
-                               : sb_config_load_default(cfg, &errors);
-    if (rc != 0) {
-        fprintf(stderr, "%s", errors.len > 0 ? errors.p : sb_strerror(rc));
-        if (errors.len == 0 || errors.p[errors.len - 1] != '\n')
-            fputc('\n', stderr);
-    }
-    sb_buf_free(&errors);
-    if (rc != 0)
+    *cfg = sb_config_load_for_command(o->config);
+    if (*cfg == NULL)
         return EXIT_SETUP;
     p->cfg = *cfg;
     p->ledger = o->ledger != NULL ? o->ledger : (*cfg)->ledger.path;

@@ -309,9 +309,8 @@ int sb_route_explain_cli(int argc, char **argv)
 {
     struct cli_opts o;
     struct sb_config *cfg = NULL;
-    struct sb_buf errors, body, out;
+    struct sb_buf body, out;
     char err[1024];
-    sb_buf_init(&errors, 1 << 20);
     sb_buf_init(&body, 0);
     sb_buf_init(&out, 1 << 20);
     struct sb_route_explain_params p = {.kind = SB_REQ_CHAT, .format = SB_ROUTE_EXPLAIN_TEXT};
@@ -344,16 +343,11 @@ int sb_route_explain_cli(int argc, char **argv)
                 o.endpoint);
         goto fail;
     }
-    int rc = o.config != NULL ? sb_config_load_file(o.config, &cfg, &errors)
-                              : sb_config_load_default(&cfg, &errors);
-    if (rc != 0) {
-        fprintf(stderr, "%s", errors.len > 0 ? errors.p : sb_strerror(rc));
-        if (errors.len == 0 || errors.p[errors.len - 1] != '\n')
-            fputc('\n', stderr);
+    cfg = sb_config_load_for_command(o.config);
+    if (cfg == NULL)
         goto fail;
-    }
     body.max = cfg->listen.max_body_bytes;
-    rc = read_body(o.file, &body);
+    int rc = read_body(o.file, &body);
     if (rc != 0) {
         fprintf(stderr, "switchboard route explain: %s: %s\n", o.file != NULL ? o.file : "-",
                 rc == SB_ETOOBIG ? "larger than listen.max_body_bytes (the server answers 413)"
@@ -378,7 +372,6 @@ int sb_route_explain_cli(int argc, char **argv)
 fail:
     sb_buf_free(&out);
     sb_buf_free(&body);
-    sb_buf_free(&errors);
     sb_config_free(cfg);
     return status;
 }

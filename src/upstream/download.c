@@ -138,27 +138,73 @@ static int result_code(CURLcode c)
     return SB_EIO;
 }
 
-int sb_upstream_download(const struct sb_upstream_download *d, char *err, size_t err_size)
+/* ---------------------------------------------------------------------------------------------
+ * What both blocking transfers do alike
+ * ------------------------------------------------------------------------------------------- */
+/* libcurl initialized (once), a new easy handle in *e and the header lines[0..n) as a list in
+ * *list, with the options both transfers set: the headers, the user agent, no signals, errbuf
+ * (CURL_ERROR_SIZE bytes, which must outlive the transfer) for libcurl's messages. Returns 0,
+ * SB_EIO with a line in err, or SB_ENOMEM; on failure *e and *list hold what was made, for
+ * easy_end. */
+static int easy_begin(const char *const *lines, size_t n, char *errbuf, CURL **e,
+                      struct curl_slist **list, char *err, size_t err_size)
 {
-    int rc = SB_ENOMEM;
-    char errbuf[CURL_ERROR_SIZE] = "";
-    struct curl_slist *headers = NULL;
-    struct dl dl = {.d = d, .range_start = -1, .length = -1};
-    err[0] = '\0';
+    *e = NULL;
+    *list = NULL;
     pthread_once(&g_once, init_once);
     if (g_init_rc != CURLE_OK) {
         snprintf(err, err_size, "libcurl failed to initialize");
         return SB_EIO;
     }
-    dl.easy = curl_easy_init();
-    if (dl.easy == NULL)
-        goto fail;
-    for (size_t i = 0; i < d->n_headers; i++) {
-        struct curl_slist *grown = curl_slist_append(headers, d->headers[i]);
+    *e = curl_easy_init();
+    if (*e == NULL)
+        return SB_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        struct curl_slist *grown = curl_slist_append(*list, lines[i]);
         if (grown == NULL)
-            goto fail;
-        headers = grown;
+            return SB_ENOMEM;
+        *list = grown;
     }
+    curl_easy_setopt(*e, CURLOPT_HTTPHEADER, *list);
+    curl_easy_setopt(*e, CURLOPT_USERAGENT, "switchboard");
+    curl_easy_setopt(*e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(*e, CURLOPT_ERRORBUFFER, errbuf);
+    return 0;
+}
+
+/* The SB_E* code of a failed transfer, and libcurl's words for it in err. They name the host at
+ * most, never the URL's path (where webhook tokens live). */
+static int easy_failed(CURLcode c, const char *errbuf, char *err, size_t err_size)
+{
+    snprintf(err, err_size, "%s%s%s", curl_easy_strerror(c), errbuf[0] ? ": " : "", errbuf);
+    return result_code(c);
+}
+
+/* Frees what easy_begin made (either may be NULL) and returns rc, with a message in err when rc
+ * is SB_ENOMEM and there is none yet. */
+static int easy_end(int rc, CURL *e, struct curl_slist *list, char *err, size_t err_size)
+{
+    if (rc == SB_ENOMEM && err[0] == '\0')
+        snprintf(err, err_size, "out of memory");
+    curl_slist_free_all(list);
+    if (e != NULL)
+        curl_easy_cleanup(e);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Downloads
+ * ------------------------------------------------------------------------------------------- */
+int sb_upstream_download(const struct sb_upstream_download *d, char *err, size_t err_size)
+{
+    int rc;
+    char errbuf[CURL_ERROR_SIZE] = "";
+    struct curl_slist *headers = NULL;
+    struct dl dl = {.d = d, .range_start = -1, .length = -1};
+    err[0] = '\0';
+    rc = easy_begin(d->headers, d->n_headers, errbuf, &dl.easy, &headers, err, err_size);
+    if (rc != 0)
+        goto fail;
     char range[32] = "";
     if (d->range_from > 0)
         snprintf(range, sizeof range, "%llu-", (unsigned long long)d->range_from);
@@ -172,12 +218,8 @@ int sb_upstream_download(const struct sb_upstream_download *d, char *err, size_t
         rc = SB_EINVAL;
         goto fail;
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(e, CURLOPT_MAXREDIRS, 10L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &dl);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
@@ -200,16 +242,10 @@ int sb_upstream_download(const struct sb_upstream_download *d, char *err, size_t
         rc = SB_ECANCELED;
         snprintf(err, err_size, "stopped");
     } else {
-        rc = result_code(c);
-        snprintf(err, err_size, "%s%s%s", curl_easy_strerror(c), errbuf[0] ? ": " : "", errbuf);
+        rc = easy_failed(c, errbuf, err, err_size);
     }
 fail:
-    if (rc == SB_ENOMEM && err[0] == '\0')
-        snprintf(err, err_size, "out of memory");
-    curl_slist_free_all(headers);
-    if (dl.easy != NULL)
-        curl_easy_cleanup(dl.easy);
-    return rc;
+    return easy_end(rc, dl.easy, headers, err, err_size);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -237,7 +273,7 @@ static size_t on_post_data(char *p, size_t size, size_t n, void *ud)
 
 int sb_upstream_post(const struct sb_upstream_post *req, int *status, char *err, size_t err_size)
 {
-    int rc = SB_ENOMEM;
+    int rc;
     char errbuf[CURL_ERROR_SIZE] = "";
     struct curl_slist *headers = NULL;
     struct post_reply reply = {req->reply, req->reply_size, 0};
@@ -247,20 +283,9 @@ int sb_upstream_post(const struct sb_upstream_post *req, int *status, char *err,
     *status = 0;
     if (reply.p != NULL && reply.size > 0)
         reply.p[0] = '\0';
-    pthread_once(&g_once, init_once);
-    if (g_init_rc != CURLE_OK) {
-        snprintf(err, err_size, "libcurl failed to initialize");
-        return SB_EIO;
-    }
-    e = curl_easy_init();
-    if (e == NULL)
+    rc = easy_begin(req->headers, req->n_headers, errbuf, &e, &headers, err, err_size);
+    if (rc != 0)
         goto fail;
-    for (size_t i = 0; i < req->n_headers; i++) {
-        struct curl_slist *grown = curl_slist_append(headers, req->headers[i]);
-        if (grown == NULL)
-            goto fail;
-        headers = grown;
-    }
     /* No redirects: a POST that is redirected is not what the owner of the URL asked for. */
     if (curl_easy_setopt(e, CURLOPT_URL, req->url) != CURLE_OK ||
         curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https") != CURLE_OK) {
@@ -268,13 +293,9 @@ int sb_upstream_post(const struct sb_upstream_post *req, int *status, char *err,
         rc = SB_EINVAL;
         goto fail;
     }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, req->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->len);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "switchboard");
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_post_data);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &reply);
     if (req->timeout_ms > 0)
@@ -287,16 +308,8 @@ int sb_upstream_post(const struct sb_upstream_post *req, int *status, char *err,
         *status = (int)code;
         rc = 0;
     } else {
-        rc = result_code(c);
-        /* curl's messages name the host at most, never the URL's path (where webhook tokens
-         * live). */
-        snprintf(err, err_size, "%s%s%s", curl_easy_strerror(c), errbuf[0] ? ": " : "", errbuf);
+        rc = easy_failed(c, errbuf, err, err_size);
     }
 fail:
-    if (rc == SB_ENOMEM && err[0] == '\0')
-        snprintf(err, err_size, "out of memory");
-    curl_slist_free_all(headers);
-    if (e != NULL)
-        curl_easy_cleanup(e);
-    return rc;
+    return easy_end(rc, e, headers, err, err_size);
 }

@@ -17,6 +17,8 @@ import {
   get,
   runBinary,
   describeRes,
+  cloudModel,
+  stopClean,
 } from './harness.mjs';
 import { startFakeServer } from '../fakes/server.mjs';
 import { startOpenAIFake, reply } from '../fakes/openai.mjs';
@@ -77,9 +79,7 @@ before(async () => {
 after(async () => {
   if (server) {
     // The alert sender is stopped and joined at shutdown: a clean exit, nothing leaked.
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
   }
   if (provider) await provider.close();
   if (receiver) await receiver.close();
@@ -172,15 +172,7 @@ describe('budget threshold alerts', { timeout: TEST_TIMEOUT_MS }, () => {
     srv = await startServer(
       makeConfig({
         models: [
-          {
-            name: 'gpt',
-            backend: 'openai',
-            base_url: `${fake.url}/v1`,
-            api_key: 'sk-upstream-test',
-            upstream_model: 'gpt-4o-mini',
-            retries: { max: 0 },
-            breaker: { failures: 0 },
-          },
+          cloudModel(fake, 'gpt', { breaker: { failures: 0 } }),
         ],
         extra: {
           ledger: { path: '' },

@@ -18,6 +18,8 @@ import {
   request,
   parseSSE,
   describeRes,
+  cloudModel,
+  stopClean,
 } from './harness.mjs';
 import { startOpenAIFake, reply } from '../fakes/openai.mjs';
 
@@ -34,14 +36,7 @@ before(async () => {
     makeConfig({
       models: [
         modelEntry(),
-        {
-          name: 'gpt',
-          backend: 'openai',
-          base_url: `${fake.url}/v1`,
-          api_key: UPSTREAM_KEY,
-          upstream_model: UPSTREAM_MODEL,
-          retries: { max: 0 },
-        },
+        cloudModel(fake, 'gpt', { api_key: UPSTREAM_KEY, upstream_model: UPSTREAM_MODEL }),
       ],
     }),
   );
@@ -51,9 +46,7 @@ before(async () => {
 after(async () => {
   if (fake) await fake.close();
   if (server) {
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
   }
 });
 

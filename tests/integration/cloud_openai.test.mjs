@@ -9,7 +9,6 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
-import net from 'node:net';
 import {
   TEST_TIMEOUT_MS,
   startServer,
@@ -23,6 +22,8 @@ import {
   assertUsage,
   usageCounts,
   describeRes,
+  closedPort,
+  stopClean,
 } from './harness.mjs';
 import { startOpenAIFake, reply, errorReply, streamChunks, chunk } from '../fakes/openai.mjs';
 
@@ -32,15 +33,6 @@ const CHAT = '/v1/chat/completions';
 
 /* One attempt and no breaker trips: each fault must reach the client as it happened. */
 const once = { retries: { max: 0 }, breaker: { failures: 0 } };
-
-/* A port nothing listens on: bound, read, closed. */
-async function closedPort() {
-  const srv = net.createServer();
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 let fake;
 let server;
@@ -68,9 +60,7 @@ after(async () => {
   if (fake) await fake.close();
   if (server) {
     // A clean exit: no leak or undefined behaviour reported by the sanitizers of a debug build.
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
   }
 });
 

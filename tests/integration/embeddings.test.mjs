@@ -17,6 +17,8 @@ import {
   modelEntry,
   post,
   describeRes,
+  cloudModel,
+  stopClean,
 } from './harness.mjs';
 import { startOpenAIFake, reply } from '../fakes/openai.mjs';
 
@@ -33,15 +35,7 @@ before(async () => {
     makeConfig({
       models: [
         modelEntry({ name: 'embedder', path: path.join(MODELS_DIR, 'stories260K.gguf'), embeddings: true }),
-        {
-          name: 'cloud-embed',
-          backend: 'openai',
-          base_url: `${fake.url}/v1`,
-          api_key: 'sk-upstream-test',
-          upstream_model: 'text-embedding-3-small',
-          embeddings: true,
-          retries: { max: 0 },
-        },
+        cloudModel(fake, 'cloud-embed', { upstream_model: 'text-embedding-3-small', embeddings: true }),
       ],
     }),
   );
@@ -51,9 +45,7 @@ before(async () => {
 after(async () => {
   if (fake) await fake.close();
   if (server) {
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
   }
 });
 

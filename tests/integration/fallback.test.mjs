@@ -12,7 +12,6 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import {
   TEST_TIMEOUT_MS,
   CHAT_MODEL,
@@ -23,6 +22,8 @@ import {
   sseData,
   chatStreamText,
   describeRes,
+  closedPort,
+  stopClean,
 } from './harness.mjs';
 import { startOpenAIFake, errorReply, streamChunks } from '../fakes/openai.mjs';
 
@@ -34,15 +35,6 @@ const LONG_PROMPT = (
   'near her house with her brown dog Max and her best friend Tom, and every day they ran and ' +
   'jumped and laughed until the sun went down. '
 ).repeat(3);
-
-/* A port nothing listens on: bound, read, closed. */
-async function closedPort() {
-  const srv = net.createServer();
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 function chatBody(model, content = 'Say hello.', extra = {}) {
   return { model, messages: [{ role: 'user', content }], max_tokens: 8, temperature: 0, ...extra };
@@ -136,9 +128,7 @@ after(async () => {
     // One answered request first: the loop is running, so SIGTERM finds its handler (main prints
     // "listening" before sb_server_run installs it; with every test skipped, stop would race it).
     await request(server, 'GET', '/health');
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
   }
 });
 

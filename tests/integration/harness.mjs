@@ -4,6 +4,7 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -117,6 +118,20 @@ export function modelEntry(overrides = {}) {
     parallel: 4,
     threads: 1,
     ...overrides,
+  };
+}
+
+/* A model served by an OpenAI-compatible fake (tests/fakes/openai.mjs) as gpt-4o-mini, tried once:
+ * a fault reaches the client as it happened. extra overrides or adds keys. */
+export function cloudModel(fake, name = 'gpt', extra = {}) {
+  return {
+    name,
+    backend: 'openai',
+    base_url: `${fake.url}/v1`,
+    api_key: 'sk-upstream-test',
+    upstream_model: 'gpt-4o-mini',
+    retries: { max: 0 },
+    ...extra,
   };
 }
 
@@ -276,6 +291,24 @@ export async function startServer(config = makeConfig(), { env } = {}) {
   return server;
 }
 
+/* Stops a server and asserts a clean exit: status 0 and nothing reported by the sanitizers of a
+ * debug build. Returns the exit status. */
+export async function stopClean(server) {
+  const st = await server.stop();
+  assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
+  assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+  return st;
+}
+
+/* A port nothing listens on: bound, read, closed. */
+export async function closedPort() {
+  const srv = net.createServer();
+  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address();
+  await new Promise((resolve) => srv.close(resolve));
+  return port;
+}
+
 /* Registers before/after hooks that run one server for the current file (or describe block).
  * Returns a holder whose .server is set once before() has run. */
 export function useServer(configFn = () => makeConfig(), opts) {
@@ -424,6 +457,21 @@ export function streamFinishReason(chunks) {
     if (r !== null && r !== undefined) reason = r;
   }
   return reason;
+}
+
+/* Parses a Prometheus text exposition, the way a client would, into [{ name, labels, value }];
+ * fails on a line that is neither a comment nor a sample. */
+export function parseMetrics(text) {
+  const out = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${JSON.stringify(line)}`);
+    const labels = {};
+    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
+    out.push({ name: m[1], labels, value: Number(m[3]) });
+  }
+  return out;
 }
 
 /* ---------------------------------------------------------------------------------------------

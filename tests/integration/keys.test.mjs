@@ -23,6 +23,7 @@ import {
   pollUntil,
   describeRes,
   assertOpenAIError,
+  cloudModel,
 } from './harness.mjs';
 import { startOpenAIFake, reply } from '../fakes/openai.mjs';
 
@@ -46,16 +47,7 @@ const chat = (model, extra = {}) => ({
 const bearer = (key) => ({ authorization: `Bearer ${key}` });
 
 function gptEntry(fake, name = 'gpt', extra = {}) {
-  return {
-    name,
-    backend: 'openai',
-    base_url: `${fake.url}/v1`,
-    api_key: 'sk-upstream-test',
-    upstream_model: 'gpt-4o-mini',
-    retries: { max: 0 },
-    breaker: { failures: 0 },
-    ...extra,
-  };
+  return cloudModel(fake, name, { breaker: { failures: 0 }, ...extra });
 }
 
 /* `switchboard keys create ... --config FILE`: the secret (stdout) and what it said (stderr). */

@@ -19,6 +19,8 @@ import {
   postStream,
   runBinary,
   describeRes,
+  cloudModel,
+  stopClean,
 } from './harness.mjs';
 import { startOpenAIFake, reply, errorReply } from '../fakes/openai.mjs';
 
@@ -38,15 +40,7 @@ before(async () => {
     makeConfig({
       models: [
         modelEntry(),
-        {
-          name: 'gpt',
-          backend: 'openai',
-          base_url: `${fake.url}/v1`,
-          api_key: 'sk-upstream-test',
-          upstream_model: 'gpt-4o-mini',
-          retries: { max: 0 },
-          breaker: { failures: 0 },
-        },
+        cloudModel(fake, 'gpt', { breaker: { failures: 0 } }),
       ],
       extra: {
         ledger: { path: db, commit_interval_ms: 20 },
@@ -155,9 +149,7 @@ describe('ledger', { timeout: TEST_TIMEOUT_MS }, () => {
   });
 
   it('SIGTERM flushes every row, and the report\'s totals equal the responses\' usage', async () => {
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
     assert.ok(existsSync(db), `no ledger at ${db}: does serve open the ledger and give it to the server?`);
 
     const out = await runBinary(['report', '--ledger', db, '--format', 'json', '--since', 'all']);

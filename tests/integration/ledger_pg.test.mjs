@@ -10,7 +10,6 @@
 
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import {
   TEST_TIMEOUT_MS,
   startServer,
@@ -25,6 +24,7 @@ import {
   request,
   runBinary,
   describeRes,
+  closedPort,
 } from './harness.mjs';
 import { startOpenAIFake, reply, errorReply } from '../fakes/openai.mjs';
 import { startAnthropicFake, reply as claudeReply } from '../fakes/anthropic.mjs';
@@ -38,15 +38,6 @@ let pg;
 let openai;
 let claude;
 let deadPort;
-
-/* A port nothing listens on: bound, read, closed. */
-async function closedPort() {
-  const srv = net.createServer();
-  await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const { port } = srv.address();
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
-}
 
 before(async () => {
   pg = await startPostgres();

@@ -16,6 +16,9 @@ import {
   postStream,
   get,
   describeRes,
+  cloudModel,
+  stopClean,
+  parseMetrics,
 } from './harness.mjs';
 import { startOpenAIFake, reply } from '../fakes/openai.mjs';
 
@@ -30,14 +33,7 @@ before(async () => {
     makeConfig({
       models: [
         modelEntry(),
-        {
-          name: 'gpt',
-          backend: 'openai',
-          base_url: `${fake.url}/v1`,
-          api_key: 'sk-upstream-test',
-          upstream_model: 'gpt-4o-mini',
-          retries: { max: 0 },
-        },
+        cloudModel(fake),
       ],
       // Round prices, so the expected cost is exact: 1 u$ per input token, 0.5 per cached input
       // token, 2 per completion token.
@@ -51,25 +47,9 @@ before(async () => {
 after(async () => {
   if (fake) await fake.close();
   if (server) {
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
   }
 });
-
-/* Parses the text exposition into [{ name, labels, value }]. */
-function parseMetrics(text) {
-  const out = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
-    assert.ok(m, `not a sample line: ${JSON.stringify(line)}`);
-    const labels = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
-    out.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return out;
-}
 
 /* The value of the one sample named name whose labels include want (0 when there is none). */
 function sample(samples, name, want = {}) {

@@ -15,6 +15,8 @@ import {
   post,
   request,
   describeRes,
+  cloudModel,
+  stopClean,
 } from './harness.mjs';
 import { startOpenAIFake, reply } from '../fakes/openai.mjs';
 
@@ -29,23 +31,8 @@ before(async () => {
       models: [
         modelEntry(),
         modelEntry({ name: 'embedder', embeddings: true }),
-        {
-          name: 'gpt',
-          backend: 'openai',
-          base_url: `${fake.url}/v1`,
-          api_key: 'sk-upstream-test',
-          upstream_model: 'gpt-4o-mini',
-          retries: { max: 0 },
-        },
-        {
-          name: 'gpt-embed',
-          backend: 'openai',
-          base_url: `${fake.url}/v1`,
-          api_key: 'sk-upstream-test',
-          upstream_model: 'text-embedding-3-small',
-          embeddings: true,
-          retries: { max: 0 },
-        },
+        cloudModel(fake),
+        cloudModel(fake, 'gpt-embed', { upstream_model: 'text-embedding-3-small', embeddings: true }),
       ],
     }),
   );
@@ -55,9 +42,7 @@ before(async () => {
 after(async () => {
   if (fake) await fake.close();
   if (server) {
-    const st = await server.stop();
-    assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-    assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+    await stopClean(server);
   }
 });
 

@@ -24,6 +24,9 @@ import {
   get,
   describeRes,
   assertOpenAIError,
+  cloudModel,
+  stopClean,
+  parseMetrics,
 } from './harness.mjs';
 import { startOpenAIFake, reply, errorReply } from '../fakes/openai.mjs';
 
@@ -37,22 +40,13 @@ const REFRESH_MS = 200;
 const EMAIL = 'dana.scully@example.org';
 const SECRET_PROMPT = `Write to ${EMAIL} about the marker ui-prompt-7731.`;
 
-function cloudModel(fake) {
-  return {
-    name: 'gpt',
-    backend: 'openai',
-    base_url: `${fake.url}/v1`,
-    api_key: 'sk-upstream-test',
-    upstream_model: 'gpt-4o-mini',
-    retries: { max: 0 },
-    // One failure opens it, so the table has an open breaker to show.
-    breaker: { failures: 1, open_ms: 3_600_000 },
-  };
-}
-
 function dashboardConfig(fake) {
   return makeConfig({
-    models: [modelEntry(), cloudModel(fake)],
+    models: [
+      modelEntry(),
+      // One failure opens its breaker, so the table has an open breaker to show.
+      cloudModel(fake, 'gpt', { breaker: { failures: 1, open_ms: 3_600_000 } }),
+    ],
     extra: {
       // Round prices, so the expected cost is exact (micro-dollars per token).
       pricing: [{ model: 'gpt-4o-mini', input_per_mtok: '1', cached_input_per_mtok: '0.5', output_per_mtok: '2' }],
@@ -68,19 +62,6 @@ function dashboardConfig(fake) {
 /* ---------------------------------------------------------------------------------------------
  * /metrics, read the way a Prometheus client would
  * ------------------------------------------------------------------------------------------- */
-function parseMetrics(text) {
-  const out = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
-    assert.ok(m, `not a sample line: ${JSON.stringify(line)}`);
-    const labels = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]] = l[2];
-    out.push({ name: m[1], labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
 /* The sum of every sample named name whose labels include want. */
 function sum(samples, name, want = {}, pick = () => true) {
   return samples
@@ -178,9 +159,7 @@ describe('dashboard', { timeout: TEST_TIMEOUT_MS }, () => {
     if (browser) await browser.close();
     if (fake) await fake.close();
     if (server) {
-      const st = await server.stop();
-      assert.equal(st?.code, 0, `exit status ${JSON.stringify(st)}\n${server.output().slice(-3000)}`);
-      assert.doesNotMatch(server.output(), /Sanitizer|runtime error/);
+      await stopClean(server);
     }
   });
 

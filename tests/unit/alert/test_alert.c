@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../config/config_test.h"
 #include "alert/alert.h"
 #include "config/config.h"
 #include "metrics/metrics.h"
@@ -556,17 +557,6 @@ Test(alert, bad_params_are_refused)
 /* ---------------------------------------------------------------------------------------------
  * From the config
  * ------------------------------------------------------------------------------------------- */
-static struct sb_config *parse_ok(const char *text)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), NULL, &cfg, &err);
-    cr_assert_eq(rc, 0, "parse failed (%d):\n%s", rc, err.p ? err.p : "");
-    sb_buf_free(&err);
-    return cfg;
-}
-
 Test(alert, config_makes_the_params)
 {
     struct sb_config *cfg =

@@ -7,47 +7,7 @@
 
 #include "config/config.h"
 #include "config/internal.h"
-
-/* Parses text as "t.yaml" from base_dir, expecting success. */
-static struct sb_config *parse_ok_in(const char *text, const char *base_dir)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), base_dir, &cfg, &err);
-    cr_assert_eq(rc, 0, "parse failed (%d):\n%s", rc, err.p ? err.p : "");
-    cr_assert_not_null(cfg);
-    cr_assert_eq(err.len, 0, "unexpected messages: %s", err.p);
-    sb_buf_free(&err);
-    return cfg;
-}
-
-static struct sb_config *parse_ok(const char *text)
-{
-    return parse_ok_in(text, NULL);
-}
-
-/* Parses text expecting SB_EINVAL; returns the error lines (the caller frees them). */
-static char *parse_err(const char *text)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 20);
-    struct sb_config *cfg = (struct sb_config *)&err; /* must be reset to NULL */
-    int rc = sb_config_parse("t.yaml", text, strlen(text), NULL, &cfg, &err);
-    cr_assert_eq(rc, SB_EINVAL, "expected SB_EINVAL, got %d", rc);
-    cr_assert_null(cfg);
-    char *lines = sb_buf_steal(&err);
-    cr_assert_not_null(lines);
-    return lines;
-}
-
-/* Asserts that parsing text gives exactly the message lines want. */
-static void expect_errors(const char *text, const char *want)
-{
-    char *got = parse_err(text);
-    cr_assert_str_eq(got, want, "for:\n%s", text);
-    free(got);
-}
+#include "config_test.h"
 
 /* A model entry with every required key, for tests about other keys. */
 #define MODEL_A "models:\n  - name: a\n    backend: local\n    path: a.gguf\n"

@@ -6,33 +6,11 @@
 #include <string.h>
 
 #include "config/config.h"
-
-static struct sb_config *parse_ok(const char *text)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), "/base", &cfg, &err);
-    cr_assert_eq(rc, 0, "parse failed (%d):\n%s", rc, err.p ? err.p : "");
-    sb_buf_free(&err);
-    return cfg;
-}
-
-static void expect_error(const char *text, const char *want)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), NULL, &cfg, &err);
-    cr_assert_eq(rc, SB_EINVAL, "expected a failure for:\n%s", text);
-    cr_assert_null(cfg);
-    cr_assert_not_null(strstr(err.p, want), "message \"%s\" lacks \"%s\"", err.p, want);
-    sb_buf_free(&err);
-}
+#include "config_test.h"
 
 Test(config_quota, defaults_change_nothing)
 {
-    struct sb_config *cfg = parse_ok("log_level: info\n");
+    struct sb_config *cfg = parse_ok_in("log_level: info\n", "/base");
     cr_assert_str_eq(cfg->auth.keys, "off");
     cr_assert_str_eq(cfg->auth.store, "");
     cr_assert_null(cfg->budgets.global.usd);
@@ -45,16 +23,17 @@ Test(config_quota, defaults_change_nothing)
 
 Test(config_quota, every_key_into_its_field)
 {
-    struct sb_config *cfg = parse_ok("auth:\n"
-                                     "  keys: Required\n"
-                                     "  store: keys.db\n"
-                                     "budgets:\n"
-                                     "  global: {usd: \"100\", period: week}\n"
-                                     "  teams:\n"
-                                     "    - {name: research, usd: \"20.50\", period: day}\n"
-                                     "    - {name: ops, usd: \"5\"}\n"
-                                     "  on_limit: local\n"
-                                     "  default_max_tokens: 1000\n");
+    struct sb_config *cfg = parse_ok_in("auth:\n"
+                                        "  keys: Required\n"
+                                        "  store: keys.db\n"
+                                        "budgets:\n"
+                                        "  global: {usd: \"100\", period: week}\n"
+                                        "  teams:\n"
+                                        "    - {name: research, usd: \"20.50\", period: day}\n"
+                                        "    - {name: ops, usd: \"5\"}\n"
+                                        "  on_limit: local\n"
+                                        "  default_max_tokens: 1000\n",
+                                        "/base");
     cr_assert_str_eq(cfg->auth.keys, "required");
     cr_assert_str_eq(cfg->auth.store, "/base/keys.db", "relative to the file's folder");
     cr_assert_str_eq(cfg->budgets.global.usd, "100");

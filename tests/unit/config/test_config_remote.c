@@ -6,30 +6,7 @@
 #include <string.h>
 
 #include "config/config.h"
-
-static struct sb_config *parse_ok(const char *text)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), NULL, &cfg, &err);
-    cr_assert_eq(rc, 0, "parse failed (%d):\n%s", rc, err.p ? err.p : "");
-    cr_assert_not_null(cfg);
-    sb_buf_free(&err);
-    return cfg;
-}
-
-static void expect_errors(const char *text, const char *want)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), NULL, &cfg, &err);
-    cr_assert_eq(rc, SB_EINVAL, "expected SB_EINVAL, got %d", rc);
-    cr_assert_null(cfg);
-    cr_assert_str_eq(err.p ? err.p : "", want, "for:\n%s\ngot:\n%s", text, err.p ? err.p : "");
-    sb_buf_free(&err);
-}
+#include "config_test.h"
 
 Test(config_remote, every_key_reaches_its_field)
 {

@@ -5,30 +5,7 @@
 #include <string.h>
 
 #include "config/config.h"
-
-static struct sb_config *parse_ok(const char *text)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), NULL, &cfg, &err);
-    cr_assert_eq(rc, 0, "parse failed (%d):\n%s", rc, err.p ? err.p : "");
-    sb_buf_free(&err);
-    return cfg;
-}
-
-/* Parses text expecting a failure whose message contains want. */
-static void expect_error(const char *text, const char *want)
-{
-    struct sb_buf err;
-    sb_buf_init(&err, 1 << 16);
-    struct sb_config *cfg = NULL;
-    int rc = sb_config_parse("t.yaml", text, strlen(text), NULL, &cfg, &err);
-    cr_assert_eq(rc, SB_EINVAL, "expected a failure for:\n%s", text);
-    cr_assert_null(cfg);
-    cr_assert_not_null(strstr(err.p, want), "message \"%s\" lacks \"%s\"", err.p, want);
-    sb_buf_free(&err);
-}
+#include "config_test.h"
 
 Test(config_ui, on_by_default_with_fifty_recent_decisions)
 {

@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "ledger/internal.h"
 #include "ledger/ledger.h"
+#include "ledger_test.h"
 #include "report/report.h"
 
 /* ---------------------------------------------------------------------------------------------
@@ -131,35 +132,10 @@ static struct sb_ledger_config config(char *path, int32_t interval_ms, size_t qu
         .path = path, .commit_interval_ms = interval_ms, .queue_size = queue};
 }
 
-static struct sb_ledger *open_ok(struct sb_ledger_config cfg)
-{
-    struct sb_ledger *l = NULL;
-    char err[512] = "";
-    cr_assert_eq(sb_ledger_open(&cfg, &l, err, sizeof err), 0, "open: %s", err);
-    cr_assert_not_null(l);
-    return l;
-}
-
+/* A plain row numbered i, stamped i ms after a fixed instant. */
 static void fill_row(struct sb_ledger_row *row, int64_t i)
 {
-    memset(row, 0, sizeof *row);
-    char id[40];
-    snprintf(id, sizeof id, "req_%lld", (long long)i);
-    sb_ledger_copy(row->request_id, sizeof row->request_id, sb_str_c(id));
-    sb_ledger_copy(row->model, sizeof row->model, SB_STR_LIT("local"));
-    sb_ledger_copy(row->backend, sizeof row->backend, SB_STR_LIT("local"));
-    sb_ledger_copy(row->backends_tried, sizeof row->backends_tried, SB_STR_LIT("local"));
-    row->ts_ms = 1700000000000 + i;
-    row->api = SB_API_OPENAI;
-    row->status = 200;
-    row->attempts = 1;
-    row->prompt_tokens = 10;
-    row->completion_tokens = i;
-    row->latency_ms = 12.5;
-    row->queue_ms = -1;
-    row->ttft_ms = -1;
-    row->tokens_per_s = -1;
-    row->cost_microusd = -1;
+    fill_row_at(row, i, 1700000000000 + i);
 }
 
 static void record_n(struct sb_ledger *l, int64_t from, int64_t n)
