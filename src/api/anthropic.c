@@ -108,23 +108,6 @@ static const struct sb__json_enum image_source_names[] = {
     {"url", SOURCE_URL},
 };
 
-static void *arena_array(struct sb__json *j, size_t n, size_t size)
-{
-    if (n == 0 || n > SIZE_MAX / size)
-        return NULL;
-    return sb_arena_alloc(j->a, n * size);
-}
-
-/* Fails with a message of our own about the current path. Returns SB_EINVAL. */
-static int fail_at(struct sb__json *j, const char *key, const char *code, const char *what)
-{
-    size_t mark = key ? sb__json_push_key(j, key) : j->path_len;
-    int rc = sb__json_fail(j, code, "Invalid '%s': %s", j->path, what);
-
-    sb__json_pop(j, mark);
-    return rc;
-}
-
 static int read_text_block(struct sb__json *j, const json_t *blk, struct sb_part *out)
 {
     out->type = SB_PART_TEXT;
@@ -193,7 +176,7 @@ static struct sb_message *next_message(struct sb_request *req, enum sb_role role
 
 static int one_text_part(struct sb__json *j, struct sb_message *m, const json_t *s)
 {
-    m->parts = arena_array(j, 1, sizeof(*m->parts));
+    m->parts = sb__json_alloc_array(j, 1, sizeof(*m->parts));
     if (!m->parts)
         return sb__json_fail_nomem(j);
     m->n_parts = 1;
@@ -228,7 +211,7 @@ static int read_tool_result_block(struct sb__json *j, const json_t *blk, struct 
         rc = sb__json_fail_type(j, c, "a string or an array of content blocks");
     } else {
         n = json_array_size(c);
-        m->parts = arena_array(j, n, sizeof(*m->parts));
+        m->parts = sb__json_alloc_array(j, n, sizeof(*m->parts));
         rc = m->parts ? 0 : sb__json_fail_nomem(j);
         for (size_t i = 0; i < n && rc == 0; i++) {
             const json_t *b = json_array_get(c, i);
@@ -287,9 +270,9 @@ static int read_run(struct sb__json *j, const json_t *blocks, size_t from, size_
     size_t n = to - from;
     int rc = 0;
 
-    m->parts = arena_array(j, n, sizeof(*m->parts));
+    m->parts = sb__json_alloc_array(j, n, sizeof(*m->parts));
     if (m->parts && role == SB_ROLE_ASSISTANT)
-        m->tool_calls = arena_array(j, n, sizeof(*m->tool_calls));
+        m->tool_calls = sb__json_alloc_array(j, n, sizeof(*m->tool_calls));
     if (!m->parts || (role == SB_ROLE_ASSISTANT && !m->tool_calls))
         return sb__json_fail_nomem(j);
     for (size_t i = from; i < to && rc == 0; i++) {
@@ -398,7 +381,7 @@ static int parse_system(struct sb__json *j, const json_t *root, struct sb_reques
     }
     n = json_array_size(v);
     m = next_message(req, SB_ROLE_SYSTEM);
-    m->parts = arena_array(j, n, sizeof(*m->parts));
+    m->parts = sb__json_alloc_array(j, n, sizeof(*m->parts));
     if (!m->parts) {
         rc = sb__json_fail_nomem(j);
         goto out;
@@ -462,7 +445,7 @@ static int parse_messages(struct sb__json *j, const json_t *root, struct sb_requ
         const json_t *c = json_object_get(json_array_get(arr, i), "content");
         cap += json_is_array(c) && json_array_size(c) > 1 ? json_array_size(c) : 1;
     }
-    req->messages = arena_array(j, cap, sizeof(*req->messages));
+    req->messages = sb__json_alloc_array(j, cap, sizeof(*req->messages));
     if (!req->messages)
         return sb__json_fail_nomem(j);
     rc = parse_system(j, root, req);
@@ -518,9 +501,10 @@ static int parse_tool(struct sb__json *j, const json_t *v, struct sb_tool *out)
     }
     rc = sb__json_string(j, v, "name", true, &out->name);
     if (rc == 0 && !valid_tool_name(out->name))
-        rc = fail_at(j, "name", "invalid_value",
-                     "string does not match pattern. Expected a string that matches the pattern "
-                     "'^[a-zA-Z0-9_-]{1,128}$'.");
+        rc = sb__json_fail_at(
+            j, "name", "invalid_value",
+            "string does not match pattern. Expected a string that matches the pattern "
+            "'^[a-zA-Z0-9_-]{1,128}$'.");
     if (rc == 0)
         rc = sb__json_string(j, v, "description", false, &out->description);
     if (rc == 0)
@@ -595,7 +579,7 @@ static int parse_tools(struct sb__json *j, const json_t *root, struct sb_request
     rc = sb__json_array(j, root, "tools", false, 0, &arr);
     if (rc == 0 && arr && json_array_size(arr) > 0) {
         n = json_array_size(arr);
-        req->tools = arena_array(j, n, sizeof(*req->tools));
+        req->tools = sb__json_alloc_array(j, n, sizeof(*req->tools));
         if (!req->tools)
             return sb__json_fail_nomem(j);
         req->n_tools = n;
@@ -660,8 +644,8 @@ static int parse_metadata(struct sb__json *j, const json_t *root, struct sb_requ
     mark = sb__json_push_key(j, "metadata");
     rc = sb__json_string(j, md, "user_id", false, &req->user);
     if (rc == 0 && req->user.len > ANTHROPIC_MAX_USER_ID)
-        rc = fail_at(j, "user_id", "string_above_max_length",
-                     "string too long. Expected a string with maximum length 256.");
+        rc = sb__json_fail_at(j, "user_id", "string_above_max_length",
+                              "string too long. Expected a string with maximum length 256.");
     sb__json_pop(j, mark);
     return rc;
 }
@@ -725,9 +709,10 @@ static int reject_mcp_servers(struct sb__json *j, const json_t *root)
 
     if (!v || (json_is_array(v) && json_array_size(v) == 0))
         return 0;
-    return fail_at(j, "mcp_servers", "unsupported_parameter",
-                   "MCP servers are not supported by Switchboard. Remove 'mcp_servers' and "
-                   "call the tools from the client.");
+    return sb__json_fail_at(
+        j, "mcp_servers", "unsupported_parameter",
+        "MCP servers are not supported by Switchboard. Remove 'mcp_servers' and "
+        "call the tools from the client.");
 }
 
 static int anthropic_parse(enum sb_request_kind kind, struct sb_arena *a, struct sb_str body,
@@ -752,8 +737,8 @@ static int anthropic_parse(enum sb_request_kind kind, struct sb_arena *a, struct
         goto fail;
     rc = sb__json_string(&j, root, "model", true, &req->model);
     if (rc == 0 && req->model.len == 0)
-        rc = fail_at(&j, "model", "invalid_value",
-                     "empty string. Name a model; GET /v1/models lists them.");
+        rc = sb__json_fail_at(&j, "model", "invalid_value",
+                              "empty string. Name a model; GET /v1/models lists them.");
     if (rc)
         goto fail;
     /* Anthropic requires max_tokens; sb__json_numbers reads it, this only insists it is there. */
@@ -910,14 +895,6 @@ static void release(struct anthropic_render *st)
 {
     sb_buf_free(&st->model);
     sb__accum_free(&st->acc);
-}
-
-/* The only place the phase changes; leaving for DONE also frees what was accumulated. */
-static void set_phase(struct anthropic_render *st, enum sb__phase next)
-{
-    if (next == SB__PHASE_DONE)
-        release(st);
-    st->phase = next;
 }
 
 static int anthropic_render_init(void *state, const struct sb_request *req)
@@ -1143,9 +1120,9 @@ static void stream_error(struct sb__writer *w, const struct sb_event *ev)
     event_close(w);
 }
 
-static int render_stream(struct anthropic_render *st, const struct sb_event *ev,
-                         struct sb__writer *w)
+static int render_stream(void *state, const struct sb_event *ev, struct sb__writer *w)
 {
+    struct anthropic_render *st = state;
     switch (ev->type) {
     case SB_EV_START: stream_start(w, st); break;
     case SB_EV_TEXT: stream_text(w, st, ev->text.text); break;
@@ -1167,34 +1144,6 @@ static int hold_tool_call(struct anthropic_render *st, const struct sb_event *ev
     if (rc == 0)
         st->any_call = true;
     return rc;
-}
-
-/* A call's input as a JSON object: the arguments re-encoded compactly when they are one, {} when
- * empty, otherwise kept as text (see the file comment). Parsed once per call, not per token. */
-static void put_tool_input(struct sb__writer *w, struct sb_str args)
-{
-    json_error_t e;
-    json_t *v;
-    char *text;
-
-    if (args.len == 0) {
-        sb__put(w, "{}");
-        return;
-    }
-    v = json_loadb(args.p, args.len, JSON_REJECT_DUPLICATES, &e);
-    if (json_is_object(v)) {
-        text = json_dumps(v, JSON_COMPACT);
-        if (text)
-            sb__put(w, text);
-        else if (w->rc == 0)
-            w->rc = SB_ENOMEM;
-        free(text);
-    } else {
-        sb__put(w, "{\"_raw_arguments\":");
-        sb__put_json(w, args);
-        sb__put(w, "}");
-    }
-    json_decref(v);
 }
 
 static void plain_finish(struct sb__writer *w, struct anthropic_render *st,
@@ -1222,7 +1171,7 @@ static void plain_finish(struct sb__writer *w, struct anthropic_render *st,
         sb__put(w, ",\"name\":");
         sb__put_json(w, sb_buf_view(&c->name));
         sb__put(w, ",\"input\":");
-        put_tool_input(w, sb_buf_view(&c->args));
+        sb__put_tool_args(w, sb_buf_view(&c->args));
         sb__put(w, "}");
     }
     sb__put(w, "],");
@@ -1232,9 +1181,9 @@ static void plain_finish(struct sb__writer *w, struct anthropic_render *st,
     sb__put(w, "}");
 }
 
-static int render_plain(struct anthropic_render *st, const struct sb_event *ev,
-                        struct sb__writer *w)
+static int render_plain(void *state, const struct sb_event *ev, struct sb__writer *w)
 {
+    struct anthropic_render *st = state;
     int rc = 0;
 
     switch (ev->type) {
@@ -1249,38 +1198,31 @@ static int render_plain(struct anthropic_render *st, const struct sb_event *ev,
     return rc;
 }
 
-static int anthropic_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
+static int anthropic_render_begin(void *state, const struct sb_event *ev)
 {
     struct anthropic_render *st = state;
-    struct sb__writer w = {out, 0};
-    size_t mark = out->len;
-    int rc;
 
-    /* START exactly once and first; nothing after FINISH or ERROR. */
-    if (!sb__phase_accepts(st->phase, ev))
-        return SB_ESTATE;
     if (ev->type == SB_EV_START) {
         /* The backend's name for the model when it gives a usable one, else the caller's. */
         if (sb_buf_append_str(&st->model, ev->start.model) != 0)
             sb_buf_reset(&st->model);
         st->model_name = st->model.len ? sb_buf_view(&st->model) : st->req->model;
-        set_phase(st, SB__PHASE_OPEN);
     }
-    rc = st->req->stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);
-    if (rc == 0)
-        rc = sb__writer_finish(&w, mark);
-    if (rc)
-        goto fail;
-    if (sb__phase_ends(ev))
-        set_phase(st, SB__PHASE_DONE);
     return 0;
+}
 
-fail:
-    sb__buf_truncate(out, mark);
-    /* A response that failed to render cannot be continued: a later event would either repeat
-     * the failure or send output with a hole in it. */
-    set_phase(st, SB__PHASE_DONE);
-    return rc;
+static const struct sb__render_ops anthropic_ops = {
+    .begin = anthropic_render_begin,
+    .stream = render_stream,
+    .plain = render_plain,
+    .release = anthropic_render_deinit,
+};
+
+static int anthropic_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
+{
+    struct anthropic_render *st = state;
+
+    return sb__render_event(&anthropic_ops, st, &st->phase, st->req->stream, ev, out);
 }
 
 const struct sb_codec sb_anthropic_codec = {

@@ -2,6 +2,7 @@
  * json.h). */
 #include "api/json.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,22 @@ int sb__json_fail_nomem(struct sb__json *j)
     j->err->http_status = 413;
     j->err->param[0] = '\0';
     return SB_ENOMEM;
+}
+
+int sb__json_fail_at(struct sb__json *j, const char *key, const char *code, const char *what)
+{
+    size_t mark = key ? sb__json_push_key(j, key) : j->path_len;
+    int rc = sb__json_fail(j, code, "Invalid '%s': %s", j->path, what);
+
+    sb__json_pop(j, mark);
+    return rc;
+}
+
+void *sb__json_alloc_array(struct sb__json *j, size_t n, size_t size)
+{
+    if (n == 0 || n > SIZE_MAX / size)
+        return NULL;
+    return sb_arena_alloc(j->a, n * size);
 }
 
 /* ---------------------------------------------------------------------------------------------

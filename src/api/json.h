@@ -45,6 +45,12 @@ int sb__json_fail_type(struct sb__json *j, const json_t *v, const char *expected
 int sb__json_fail_missing(struct sb__json *j);
 /* The arena (bounded per request) or malloc refused: 413 request_too_large. Returns SB_ENOMEM. */
 int sb__json_fail_nomem(struct sb__json *j);
+/* "Invalid '<path>': <what>" with code, key pushed on the path for it (the current path when key
+ * is NULL). Returns SB_EINVAL. */
+int sb__json_fail_at(struct sb__json *j, const char *key, const char *code, const char *what);
+/* n entries of size bytes from the arena (uninitialised), or NULL when n is 0, n * size overflows
+ * or the arena refuses. */
+void *sb__json_alloc_array(struct sb__json *j, size_t n, size_t size);
 /* "a string", "an integer", "null", ...: how a value's kind reads in an error message. Static. */
 const char *sb__json_kind(const json_t *v);
 

@@ -99,23 +99,6 @@ static const struct sb__json_num limit_numbers[] = {
     {"num_ctx", SB__JSON_I64, 0, INT32_MAX, 0, offsetof(struct limits, num_ctx), SB__JSON_NO_FLAG},
 };
 
-static void *arena_array(struct sb__json *j, size_t n, size_t size)
-{
-    if (n == 0 || n > SIZE_MAX / size)
-        return NULL;
-    return sb_arena_alloc(j->a, n * size);
-}
-
-/* Fails with a message of our own about key (or the current path when key is NULL). */
-static int fail_at(struct sb__json *j, const char *key, const char *code, const char *what)
-{
-    size_t mark = key ? sb__json_push_key(j, key) : j->path_len;
-    int rc = sb__json_fail(j, code, "Invalid '%s': %s", j->path, what);
-
-    sb__json_pop(j, mark);
-    return rc;
-}
-
 /* stop: a string or an array of non-empty strings, at most SB_MAX_STOP. */
 static int parse_stop(struct sb__json *j, const json_t *options, struct sb_request *req)
 {
@@ -182,8 +165,8 @@ static int parse_options(struct sb__json *j, const json_t *root, struct sb_reque
     if (req->sampling.has_seed && req->sampling.seed == UINT64_MAX)
         req->sampling.has_seed = false;
     if (lim.has_num_predict && lim.num_predict == 0)
-        rc = fail_at(j, "num_predict", "invalid_value",
-                     "0 would generate nothing. Use a positive limit, or -1 for none.");
+        rc = sb__json_fail_at(j, "num_predict", "invalid_value",
+                              "0 would generate nothing. Use a positive limit, or -1 for none.");
     else if (lim.has_num_predict)
         req->max_tokens = lim.num_predict > 0 ? lim.num_predict : 0;
 out:
@@ -331,9 +314,9 @@ static int parse_common(struct sb__json *j, const json_t *root, struct sb_reques
     if (rc == 0)
         rc = sb__json_bool(j, root, "logprobs", &logprobs);
     if (rc == 0 && logprobs)
-        rc = fail_at(j, "logprobs", "unsupported_parameter",
-                     "log probabilities are not supported by Switchboard yet. Remove "
-                     "'logprobs' from the request.");
+        rc = sb__json_fail_at(j, "logprobs", "unsupported_parameter",
+                              "log probabilities are not supported by Switchboard yet. Remove "
+                              "'logprobs' from the request.");
     return rc;
 }
 
@@ -381,11 +364,12 @@ static int read_content(struct sb__json *j, const json_t *obj, struct sb_str tex
         return rc;
     n_images = images ? json_array_size(images) : 0;
     if (n_images && m->role != SB_ROLE_USER)
-        return fail_at(j, "images", "invalid_value", "images are only read in user messages.");
+        return sb__json_fail_at(j, "images", "invalid_value",
+                                "images are only read in user messages.");
     with_text = text.len > 0 || (n_images == 0 && !calls);
     if (n_images + with_text == 0)
         return 0;
-    m->parts = arena_array(j, n_images + with_text, sizeof(*m->parts));
+    m->parts = sb__json_alloc_array(j, n_images + with_text, sizeof(*m->parts));
     if (!m->parts)
         return sb__json_fail_nomem(j);
     mark = sb__json_push_key(j, "images");
@@ -460,8 +444,8 @@ static int parse_message(struct sb__json *j, const json_t *v, struct sb_message 
     m->role = (enum sb_role)role;
     rc = sb__json_array(j, v, "tool_calls", false, 0, &calls);
     if (rc == 0 && calls && json_array_size(calls) > 0 && m->role != SB_ROLE_ASSISTANT)
-        rc = fail_at(j, "tool_calls", "invalid_value",
-                     "tool calls are only allowed in assistant messages.");
+        rc = sb__json_fail_at(j, "tool_calls", "invalid_value",
+                              "tool calls are only allowed in assistant messages.");
     if (rc == 0)
         rc = sb__json_string(j, v, "content", false, &content);
     if (rc == 0)
@@ -474,7 +458,7 @@ static int parse_message(struct sb__json *j, const json_t *v, struct sb_message 
     if (rc || !calls || json_array_size(calls) == 0)
         return rc;
     n = json_array_size(calls);
-    m->tool_calls = arena_array(j, n, sizeof(*m->tool_calls));
+    m->tool_calls = sb__json_alloc_array(j, n, sizeof(*m->tool_calls));
     if (!m->tool_calls)
         return sb__json_fail_nomem(j);
     mark = sb__json_push_key(j, "tool_calls");
@@ -501,7 +485,7 @@ static int pair_tool_calls(struct sb__json *j, struct sb_request *req)
 
         if (m->role == SB_ROLE_ASSISTANT && m->n_tool_calls > 0) {
             turn = m;
-            answered = arena_array(j, m->n_tool_calls, sizeof(*answered));
+            answered = sb__json_alloc_array(j, m->n_tool_calls, sizeof(*answered));
             if (!answered)
                 return sb__json_fail_nomem(j);
             for (size_t k = 0; k < m->n_tool_calls; k++, serial++) {
@@ -547,10 +531,10 @@ static int load_request(struct sb__json *j, struct sb_request *req)
     req->max_tokens = 1;
     if (req->n_messages > 0)
         return 0; /* /api/generate built its own, images and system included */
-    req->messages = arena_array(j, 1, sizeof(*req->messages));
+    req->messages = sb__json_alloc_array(j, 1, sizeof(*req->messages));
     m = req->messages;
     if (m)
-        m->parts = arena_array(j, 1, sizeof(*m->parts));
+        m->parts = sb__json_alloc_array(j, 1, sizeof(*m->parts));
     if (!m || !m->parts)
         return sb__json_fail_nomem(j);
     req->n_messages = 1;
@@ -575,7 +559,7 @@ static int parse_messages(struct sb__json *j, const json_t *root, struct sb_requ
     n = arr ? json_array_size(arr) : 0;
     if (n == 0)
         return 0;
-    req->messages = arena_array(j, n, sizeof(*req->messages));
+    req->messages = sb__json_alloc_array(j, n, sizeof(*req->messages));
     if (!req->messages)
         return sb__json_fail_nomem(j);
     req->n_messages = n;
@@ -626,9 +610,9 @@ static int parse_tool(struct sb__json *j, const json_t *v, struct sb_tool *out)
     mark = sb__json_push_key(j, "function");
     rc = sb__json_string(j, fn, "name", true, &out->name);
     if (rc == 0 && !valid_tool_name(out->name))
-        rc = fail_at(j, "name", "invalid_value",
-                     "string does not match pattern. Expected a string that matches the "
-                     "pattern '^[a-zA-Z0-9_.-]{1,64}$'.");
+        rc = sb__json_fail_at(j, "name", "invalid_value",
+                              "string does not match pattern. Expected a string that matches the "
+                              "pattern '^[a-zA-Z0-9_.-]{1,64}$'.");
     if (rc == 0)
         rc = sb__json_string(j, fn, "description", false, &out->description);
     if (rc == 0)
@@ -653,7 +637,7 @@ static int parse_tools(struct sb__json *j, const json_t *root, struct sb_request
     if (rc || !arr || json_array_size(arr) == 0)
         return rc;
     n = json_array_size(arr);
-    req->tools = arena_array(j, n, sizeof(*req->tools));
+    req->tools = sb__json_alloc_array(j, n, sizeof(*req->tools));
     if (!req->tools)
         return sb__json_fail_nomem(j);
     req->n_tools = n;
@@ -689,7 +673,7 @@ static int reject_unless_empty(struct sb__json *j, const json_t *root, const cha
     if (!v || (json_is_string(v) && json_string_length(v) == 0) ||
         (json_is_array(v) && json_array_size(v) == 0))
         return 0;
-    return fail_at(j, key, "unsupported_parameter", why);
+    return sb__json_fail_at(j, key, "unsupported_parameter", why);
 }
 
 /* Builds [system?, user(images..., prompt)] for a templated /api/generate. */
@@ -699,13 +683,13 @@ static int generate_messages(struct sb__json *j, const json_t *root, struct sb_s
     struct sb_message *m;
     int rc;
 
-    req->messages = arena_array(j, 2, sizeof(*req->messages));
+    req->messages = sb__json_alloc_array(j, 2, sizeof(*req->messages));
     if (!req->messages)
         return sb__json_fail_nomem(j);
     if (system.len) {
         m = &req->messages[req->n_messages++];
         m->role = SB_ROLE_SYSTEM;
-        m->parts = arena_array(j, 1, sizeof(*m->parts));
+        m->parts = sb__json_alloc_array(j, 1, sizeof(*m->parts));
         if (!m->parts)
             return sb__json_fail_nomem(j);
         m->n_parts = 1;
@@ -754,12 +738,13 @@ static int parse_generate(struct sb__json *j, const json_t *root, struct sb_requ
         return rc;
     if (raw && req->prompt.len > 0) {
         if (system.len)
-            return fail_at(j, "system", "invalid_value",
-                           "a raw prompt goes to the model unformatted, so there is nowhere to "
-                           "put a system message. Include it in the prompt.");
+            return sb__json_fail_at(
+                j, "system", "invalid_value",
+                "a raw prompt goes to the model unformatted, so there is nowhere to "
+                "put a system message. Include it in the prompt.");
         if (images && json_array_size(images) > 0)
-            return fail_at(j, "images", "invalid_value",
-                           "images need the model's template, which a raw prompt skips.");
+            return sb__json_fail_at(j, "images", "invalid_value",
+                                    "images need the model's template, which a raw prompt skips.");
         req->kind = SB_REQ_COMPLETION;
         return 0;
     }
@@ -794,7 +779,7 @@ static int parse_inputs(struct sb__json *j, const json_t *root, struct sb_reques
                            j->path);
         goto out;
     }
-    req->inputs = arena_array(j, n, sizeof(*req->inputs));
+    req->inputs = sb__json_alloc_array(j, n, sizeof(*req->inputs));
     if (!req->inputs) {
         rc = sb__json_fail_nomem(j);
         goto out;
@@ -843,8 +828,8 @@ static int parse_model(struct sb__json *j, const json_t *root, struct sb_str *mo
     int rc = sb__json_string(j, root, key, true, model);
 
     if (rc == 0 && model->len == 0)
-        rc = fail_at(j, key, "invalid_value",
-                     "empty string. Name a model; GET /api/tags lists them.");
+        rc = sb__json_fail_at(j, key, "invalid_value",
+                              "empty string. Name a model; GET /api/tags lists them.");
     return rc;
 }
 
@@ -1124,14 +1109,6 @@ static void release(struct ollama_render *st)
     st->n_vectors = 0;
 }
 
-/* The only place the phase changes; leaving for DONE also frees what was accumulated. */
-static void set_phase(struct ollama_render *st, enum sb__phase next)
-{
-    if (next == SB__PHASE_DONE)
-        release(st);
-    st->phase = next;
-}
-
 static int ollama_render_init(void *state, const struct sb_request *req)
 {
     struct ollama_render *st = state;
@@ -1243,35 +1220,6 @@ static bool have_calls(const struct ollama_render *st)
     return false;
 }
 
-/* A call's arguments as a JSON object on one line (see the file comment). Parsed once per call,
- * not per token. */
-static void put_arguments(struct sb__writer *w, struct sb_str args)
-{
-    json_error_t e;
-    json_t *v;
-    char *text;
-
-    if (args.len == 0) {
-        sb__put(w, "{}");
-        return;
-    }
-    v = json_loadb(args.p, args.len, JSON_REJECT_DUPLICATES, &e);
-    if (json_is_object(v)) {
-        /* Compact: a newline from the model's formatting would end an NDJSON line. */
-        text = json_dumps(v, JSON_COMPACT);
-        if (text)
-            sb__put(w, text);
-        else if (w->rc == 0)
-            w->rc = SB_ENOMEM;
-        free(text);
-    } else {
-        sb__put(w, "{\"_raw_arguments\":");
-        sb__put_json(w, args);
-        sb__put(w, "}");
-    }
-    json_decref(v);
-}
-
 /* ,"tool_calls":[{"id":..,"function":{"index":..,"name":..,"arguments":{..}}},...] */
 static void put_tool_calls(struct sb__writer *w, const struct ollama_render *st)
 {
@@ -1297,7 +1245,7 @@ static void put_tool_calls(struct sb__writer *w, const struct ollama_render *st)
         sb__put(w, ",\"name\":");
         sb__put_json(w, sb_buf_view(&c->name));
         sb__put(w, ",\"arguments\":");
-        put_arguments(w, sb_buf_view(&c->args));
+        sb__put_tool_args(w, sb_buf_view(&c->args));
         sb__put(w, "}}");
     }
     sb__put(w, "]");
@@ -1352,8 +1300,9 @@ static void stream_error(struct sb__writer *w, const struct sb_event *ev)
     sb__put(w, "}\n");
 }
 
-static int render_stream(struct ollama_render *st, const struct sb_event *ev, struct sb__writer *w)
+static int render_stream(void *state, const struct sb_event *ev, struct sb__writer *w)
 {
+    struct ollama_render *st = state;
     int rc = 0;
 
     switch (ev->type) {
@@ -1455,8 +1404,9 @@ static int plain_finish(struct sb__writer *w, struct ollama_render *st, const st
     return 0;
 }
 
-static int render_plain(struct ollama_render *st, const struct sb_event *ev, struct sb__writer *w)
+static int render_plain(void *state, const struct sb_event *ev, struct sb__writer *w)
 {
+    struct ollama_render *st = state;
     int rc = 0;
 
     switch (ev->type) {
@@ -1478,39 +1428,33 @@ static int render_plain(struct ollama_render *st, const struct sb_event *ev, str
     return rc;
 }
 
-static int ollama_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
+/* Notes the clock at START and at the first output, for the durations. */
+static int ollama_render_begin(void *state, const struct sb_event *ev)
 {
     struct ollama_render *st = state;
-    struct sb__writer w = {out, 0};
-    size_t mark = out->len;
-    bool stream = st->req->stream && st->shape != SHAPE_EMBED;
-    int rc;
 
-    /* START exactly once and first; nothing after FINISH or ERROR. */
-    if (!sb__phase_accepts(st->phase, ev))
-        return SB_ESTATE;
     if (ev->type == SB_EV_START) {
         st->t_start = sb_now_ns();
-        set_phase(st, SB__PHASE_OPEN);
     } else if (!st->t_first && (ev->type == SB_EV_TEXT || ev->type == SB_EV_TOOL_CALL ||
                                 ev->type == SB_EV_EMBEDDING)) {
         st->t_first = sb_now_ns();
     }
-    rc = stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);
-    if (rc == 0)
-        rc = sb__writer_finish(&w, mark);
-    if (rc)
-        goto fail;
-    if (sb__phase_ends(ev))
-        set_phase(st, SB__PHASE_DONE);
     return 0;
+}
 
-fail:
-    sb__buf_truncate(out, mark);
-    /* A response that failed to render cannot be continued: a later event would either repeat
-     * the failure or send output with a hole in it. */
-    set_phase(st, SB__PHASE_DONE);
-    return rc;
+static const struct sb__render_ops ollama_ops = {
+    .begin = ollama_render_begin,
+    .stream = render_stream,
+    .plain = render_plain,
+    .release = ollama_render_deinit,
+};
+
+static int ollama_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
+{
+    struct ollama_render *st = state;
+
+    return sb__render_event(&ollama_ops, st, &st->phase,
+                            st->req->stream && st->shape != SHAPE_EMBED, ev, out);
 }
 
 const struct sb_codec sb_ollama_codec = {

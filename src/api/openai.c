@@ -152,13 +152,6 @@ static const struct sb__json_enum part_type_names[] = {
     {"refusal", 2},
 };
 
-static void *arena_array(struct sb__json *j, size_t n, size_t size)
-{
-    if (n > SIZE_MAX / size)
-        return NULL;
-    return sb_arena_alloc(j->a, n * size);
-}
-
 static int parse_part(struct sb__json *j, const json_t *v, enum sb_role role, struct sb_part *out)
 {
     size_t mark;
@@ -194,7 +187,7 @@ static int parse_content(struct sb__json *j, const json_t *msg, struct sb_messag
         if (m->role != SB_ROLE_ASSISTANT)
             rc = sb__json_fail_missing(j);
     } else if (json_is_string(c)) {
-        m->parts = arena_array(j, 1, sizeof(*m->parts));
+        m->parts = sb__json_alloc_array(j, 1, sizeof(*m->parts));
         if (!m->parts) {
             rc = sb__json_fail_nomem(j);
             goto out;
@@ -211,7 +204,7 @@ static int parse_content(struct sb__json *j, const json_t *msg, struct sb_messag
                                j->path);
             goto out;
         }
-        m->parts = arena_array(j, n, sizeof(*m->parts));
+        m->parts = sb__json_alloc_array(j, n, sizeof(*m->parts));
         if (!m->parts) {
             rc = sb__json_fail_nomem(j);
             goto out;
@@ -280,7 +273,7 @@ static int parse_message(struct sb__json *j, const json_t *v, struct sb_message 
 
     size_t n = json_array_size(calls);
     size_t mark = sb__json_push_key(j, "tool_calls");
-    m->tool_calls = arena_array(j, n, sizeof(*m->tool_calls));
+    m->tool_calls = sb__json_alloc_array(j, n, sizeof(*m->tool_calls));
     if (!m->tool_calls) {
         rc = sb__json_fail_nomem(j);
     } else {
@@ -306,7 +299,7 @@ static int parse_messages(struct sb__json *j, const json_t *root, struct sb_requ
     if (rc)
         return rc;
     n = json_array_size(arr);
-    req->messages = arena_array(j, n, sizeof(*req->messages));
+    req->messages = sb__json_alloc_array(j, n, sizeof(*req->messages));
     if (!req->messages)
         return sb__json_fail_nomem(j);
     req->n_messages = n;
@@ -439,7 +432,7 @@ static int parse_tools(struct sb__json *j, const json_t *root, struct sb_request
     if (rc || !arr || json_array_size(arr) == 0)
         goto choice;
     n = json_array_size(arr);
-    req->tools = arena_array(j, n, sizeof(*req->tools));
+    req->tools = sb__json_alloc_array(j, n, sizeof(*req->tools));
     if (!req->tools)
         return sb__json_fail_nomem(j);
     req->n_tools = n;
@@ -621,7 +614,7 @@ static int parse_metadata(struct sb__json *j, const json_t *root, struct sb_requ
                            j->path, OPENAI_MAX_METADATA, n);
         goto out;
     }
-    req->labels = arena_array(j, n, sizeof(*req->labels));
+    req->labels = sb__json_alloc_array(j, n, sizeof(*req->labels));
     if (!req->labels) {
         rc = sb__json_fail_nomem(j);
         goto out;
@@ -750,7 +743,7 @@ static int parse_inputs(struct sb__json *j, const json_t *root, struct sb_reques
                            j->path, OPENAI_MAX_EMBED_INPUTS, n);
         goto out;
     }
-    req->inputs = arena_array(j, n, sizeof(*req->inputs));
+    req->inputs = sb__json_alloc_array(j, n, sizeof(*req->inputs));
     if (!req->inputs) {
         rc = sb__json_fail_nomem(j);
         goto out;
@@ -976,9 +969,6 @@ struct openai_render {
     size_t n_vectors;
 };
 
-/* The only place the phase changes; leaving for DONE also frees what was accumulated. */
-static void set_phase(struct openai_render *st, enum sb__phase next);
-
 static void release(struct openai_render *st)
 {
     sb_buf_free(&st->head);
@@ -988,13 +978,6 @@ static void release(struct openai_render *st)
     free(st->vectors);
     st->vectors = NULL;
     st->n_vectors = 0;
-}
-
-static void set_phase(struct openai_render *st, enum sb__phase next)
-{
-    if (next == SB__PHASE_DONE)
-        release(st);
-    st->phase = next;
 }
 
 static int openai_render_init(void *state, const struct sb_request *req)
@@ -1200,8 +1183,9 @@ static void stream_error(struct sb__writer *w, const struct sb_event *ev)
     sb__put(w, "\n\n");
 }
 
-static int render_stream(struct openai_render *st, const struct sb_event *ev, struct sb__writer *w)
+static int render_stream(void *state, const struct sb_event *ev, struct sb__writer *w)
 {
+    struct openai_render *st = state;
     switch (ev->type) {
     case SB_EV_START: stream_start(w, st); break;
     case SB_EV_TEXT: stream_text(w, st, ev->text.text); break;
@@ -1396,8 +1380,9 @@ static int embed_finish(struct sb__writer *w, struct openai_render *st)
     return 0;
 }
 
-static int render_plain(struct openai_render *st, const struct sb_event *ev, struct sb__writer *w)
+static int render_plain(void *state, const struct sb_event *ev, struct sb__writer *w)
 {
+    struct openai_render *st = state;
     int rc = 0;
 
     switch (ev->type) {
@@ -1419,37 +1404,26 @@ static int render_plain(struct openai_render *st, const struct sb_event *ev, str
     return rc;
 }
 
+/* START carries the model name every chunk's head repeats. */
+static int openai_render_begin(void *state, const struct sb_event *ev)
+{
+    struct openai_render *st = state;
+
+    return ev->type == SB_EV_START ? build_head(st, ev->start.model) : 0;
+}
+
+static const struct sb__render_ops openai_ops = {
+    .begin = openai_render_begin,
+    .stream = render_stream,
+    .plain = render_plain,
+    .release = openai_render_deinit,
+};
+
 static int openai_render_event(void *state, const struct sb_event *ev, struct sb_buf *out)
 {
     struct openai_render *st = state;
-    struct sb__writer w = {out, 0};
-    size_t mark = out->len;
-    int rc;
 
-    /* START exactly once and first; nothing after FINISH or ERROR. */
-    if (!sb__phase_accepts(st->phase, ev))
-        return SB_ESTATE;
-    if (ev->type == SB_EV_START) {
-        rc = build_head(st, ev->start.model);
-        if (rc)
-            goto fail;
-        set_phase(st, SB__PHASE_OPEN);
-    }
-    rc = st->req->stream ? render_stream(st, ev, &w) : render_plain(st, ev, &w);
-    if (rc == 0)
-        rc = sb__writer_finish(&w, mark);
-    if (rc)
-        goto fail;
-    if (sb__phase_ends(ev))
-        set_phase(st, SB__PHASE_DONE);
-    return 0;
-
-fail:
-    sb__buf_truncate(out, mark);
-    /* A response that failed to render cannot be continued: a later event would either repeat
-     * the failure or send output with a hole in it. */
-    set_phase(st, SB__PHASE_DONE);
-    return rc;
+    return sb__render_event(&openai_ops, st, &st->phase, st->req->stream, ev, out);
 }
 
 const struct sb_codec sb_openai_codec = {

@@ -2,6 +2,7 @@
 #include "api/render.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -82,6 +83,79 @@ bool sb__phase_accepts(enum sb__phase p, const struct sb_event *ev)
 bool sb__phase_ends(const struct sb_event *ev)
 {
     return ev->type == SB_EV_FINISH || ev->type == SB_EV_ERROR;
+}
+
+/* The only place the phase changes after init; leaving for DONE also frees what was
+ * accumulated. */
+static void set_phase(const struct sb__render_ops *ops, void *state, enum sb__phase *phase,
+                      enum sb__phase next)
+{
+    if (next == SB__PHASE_DONE)
+        ops->release(state);
+    *phase = next;
+}
+
+int sb__render_event(const struct sb__render_ops *ops, void *state, enum sb__phase *phase,
+                     bool stream, const struct sb_event *ev, struct sb_buf *out)
+{
+    struct sb__writer w = {out, 0};
+    size_t mark = out->len;
+    int rc;
+
+    /* START exactly once and first; nothing after FINISH or ERROR. */
+    if (!sb__phase_accepts(*phase, ev))
+        return SB_ESTATE;
+    rc = ops->begin ? ops->begin(state, ev) : 0;
+    if (rc)
+        goto fail;
+    if (ev->type == SB_EV_START)
+        set_phase(ops, state, phase, SB__PHASE_OPEN);
+    rc = stream ? ops->stream(state, ev, &w) : ops->plain(state, ev, &w);
+    if (rc == 0)
+        rc = sb__writer_finish(&w, mark);
+    if (rc)
+        goto fail;
+    if (sb__phase_ends(ev))
+        set_phase(ops, state, phase, SB__PHASE_DONE);
+    return 0;
+
+fail:
+    sb__buf_truncate(out, mark);
+    /* A response that failed to render cannot be continued: a later event would either repeat
+     * the failure or send output with a hole in it. */
+    set_phase(ops, state, phase, SB__PHASE_DONE);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Tool call arguments
+ * ------------------------------------------------------------------------------------------- */
+
+void sb__put_tool_args(struct sb__writer *w, struct sb_str args)
+{
+    json_error_t e;
+    json_t *v;
+    char *text;
+
+    if (args.len == 0) {
+        sb__put(w, "{}");
+        return;
+    }
+    v = json_loadb(args.p, args.len, JSON_REJECT_DUPLICATES, &e);
+    if (json_is_object(v)) {
+        /* Compact: a newline from the model's formatting would end an NDJSON line. */
+        text = json_dumps(v, JSON_COMPACT);
+        if (text)
+            sb__put(w, text);
+        else if (w->rc == 0)
+            w->rc = SB_ENOMEM;
+        free(text);
+    } else {
+        sb__put(w, "{\"_raw_arguments\":");
+        sb__put_json(w, args);
+        sb__put(w, "}");
+    }
+    json_decref(v);
 }
 
 /* ---------------------------------------------------------------------------------------------

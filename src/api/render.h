@@ -1,6 +1,7 @@
 /* Output scaffolding shared by the wire codecs' renderers: a writer that keeps its first error, the
- * render phases every codec enforces, and the bounded accumulation of a plain (non-streamed)
- * response's text and tool calls until FINISH. Internal to src/api. */
+ * render phases every codec enforces and the one render_event that drives them, a tool call's
+ * arguments as a JSON object, and the bounded accumulation of a plain (non-streamed) response's
+ * text and tool calls until FINISH. Internal to src/api. */
 #ifndef SB_API_RENDER_H
 #define SB_API_RENDER_H
 
@@ -47,6 +48,35 @@ enum sb__phase {
 bool sb__phase_accepts(enum sb__phase p, const struct sb_event *ev);
 /* Whether ev, rendered, ends the response. */
 bool sb__phase_ends(const struct sb_event *ev);
+
+/* ---------------------------------------------------------------------------------------------
+ * One event's render, the same for every codec: the phase check, the codec's own render into a
+ * writer, the phase changes, and on failure the output cut back to where it was.
+ * ------------------------------------------------------------------------------------------- */
+
+/* What a codec plugs in; `state` is the codec's render state (borrowed). */
+struct sb__render_ops {
+    /* Called with every event the phase accepts, before it is rendered: takes what START carries
+     * or notes the time. Returns 0 or an error, which fails the render. NULL when there is none. */
+    int (*begin)(void *state, const struct sb_event *ev);
+    /* Renders ev into w for a streamed or a plain response. Returns 0 or an error; a failed
+     * append is kept in w instead. */
+    int (*stream)(void *state, const struct sb_event *ev, struct sb__writer *w);
+    int (*plain)(void *state, const struct sb_event *ev, struct sb__writer *w);
+    /* Frees what the state holds once the response is DONE; may be called again. */
+    void (*release)(void *state);
+};
+
+/* Renders ev, appending to out; *phase (in state, borrowed) moves to OPEN at START and to DONE at
+ * FINISH, ERROR or any failure, which also releases the state. Returns 0, SB_ESTATE for an event
+ * out of order (out and *phase untouched), or the render's error (out unchanged). */
+int sb__render_event(const struct sb__render_ops *ops, void *state, enum sb__phase *phase,
+                     bool stream, const struct sb_event *ev, struct sb_buf *out);
+
+/* A tool call's arguments as one JSON object on one line: re-encoded compactly when they are an
+ * object, {} when empty, otherwise {"_raw_arguments":"<the text>"} so the model's output is kept.
+ * Parsed once per call, not per token. */
+void sb__put_tool_args(struct sb__writer *w, struct sb_str args);
 
 /* ---------------------------------------------------------------------------------------------
  * Accumulation of a plain response: its text and its tool calls by index, every byte counted
