@@ -33,6 +33,7 @@ packages=(
   prometheus
   chromium
   libpq-dev postgresql
+  wrk
 )
 # Tools wanted as commands: any install that provides the command will do (Node.js may come from
 # elsewhere than Debian, with its own npm; openssl makes the TLS tests' certificates).

@@ -50,12 +50,12 @@ static const struct command commands[] = {
     {"config", "default", "", "print the built-in default configuration", cmd_config_default},
     {"version", NULL, "", "print the version and the llama.cpp release", cmd_version},
     {"report", NULL,
-     "[--since 30d] [--format text|json|html] [--ledger PATH] [--config FILE] "
+     "[--since 30d] [--format text|json|html] [--ledger PATH|URL] [--config FILE] "
      "[--compare-model MODEL]",
      "tokens, cost and latency by backend, model and key; all-cloud and all-local what-ifs; "
      "break-even",
      sb_report_cli},
-    {"advise", NULL, "[--since 30d] [--format text|json] [--ledger PATH] [--config FILE]",
+    {"advise", NULL, "[--since 30d] [--format text|json] [--ledger PATH|URL] [--config FILE]",
      "LOCAL, CLOUD or HYBRID, with the measured reasons", sb_advise_cli},
     {"route", "explain",
      "[--config FILE] [--sensitivity low|medium|high] [--format text|json] "

@@ -504,8 +504,9 @@ static int setup(const char *cmd, const struct cli_opts *o, bool advise, struct 
     p->ledger = o->ledger != NULL ? o->ledger : (*cfg)->ledger.path;
     if (p->ledger == NULL || p->ledger[0] == '\0') {
         fprintf(stderr,
-                "switchboard %s: no ledger: ledger.path is empty in %s; pass --ledger PATH\n", cmd,
-                (*cfg)->source);
+                "switchboard %s: no ledger: ledger.path is empty in %s; pass --ledger PATH or a "
+                "postgres:// URL\n",
+                cmd, (*cfg)->source);
         return EXIT_SETUP;
     }
     return 0;
